@@ -1,0 +1,45 @@
+# Two commands do all the set-up on a fresh Debian machine with Python 3.11:
+#   make run   - the demo: simulated fleet -> consumer -> local Delta lake (.lake/)
+#   make test  - ruff, mypy and the whole pytest suite (Mosquitto installed if missing)
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint venv mosquitto bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Mosquitto is the real MQTT broker the tests and `make run ARGS="--via mqtt"` start.
+mosquitto:
+	@if command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; then :; \
+	elif [ "$$(id -u)" = "0" ]; then \
+		echo "installing mosquitto (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	else \
+		echo "mosquitto is missing: run 'sudo apt-get install mosquitto' (or make test as root)"; exit 1; \
+	fi
+
+run: venv
+	$(BIN)/iot-lake run $(ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: venv mosquitto lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: venv mosquitto
+	$(BIN)/python bench/ingest.py $(ARGS)
+
+clean:
+	rm -rf .lake .run bench/.data

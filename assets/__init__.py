@@ -1,0 +1,1 @@
+"""Dagster assets: thin wrappers over iot_lake logic (filled by the lakehouse issue)."""

@@ -1,0 +1,187 @@
+"""The `iot-lake` command: simulate a fleet, consume a source, run the demo, query the lake.
+
+Options resolve flag -> environment variable -> default (iot_lake.settings). Like
+iot_lake/definitions.py, this module is an assembly point: it imports the streaming
+package inside the commands that need it, so the core stays free of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+from iot_lake.errors import InvalidInput
+from iot_lake.lake import Lake, LakeUnavailable
+from iot_lake.settings import BatchLimits, Settings, load_settings
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _add_lake_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lake-root",
+        help="lake root: a directory or s3://bucket/prefix (env IOT_LAKE_ROOT, default .lake)",
+    )
+
+
+def _add_fleet_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--devices", type=_positive_int, default=100, help="fleet size")
+    parser.add_argument("--tenants", type=_positive_int, default=2, help="number of tenants")
+    parser.add_argument("--seed", type=int, default=7, help="random seed (same seed, same fleet)")
+    parser.add_argument(
+        "--interval-s",
+        type=_positive_float,
+        default=10.0,
+        help="simulated seconds between readings",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="iot-lake", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    consume = commands.add_parser("consume", help="land a source's messages in raw_telemetry")
+    consume.add_argument("--source", required=True, help="where to read: " + _source_forms())
+    consume.add_argument("--consumer-id", help="names this consumer in raw rows and commits")
+    consume.add_argument("--max-records", type=_positive_int, help="flush after this many messages")
+    consume.add_argument(
+        "--max-bytes", type=_positive_int, help="flush after this many payload bytes"
+    )
+    consume.add_argument("--max-age-s", type=_positive_float, help="flush after this many seconds")
+    consume.add_argument(
+        "--stop-when-idle-s", type=_positive_float, help="exit after this long with nothing new"
+    )
+    consume.add_argument("--stats-interval-s", type=_positive_float, default=10.0)
+    _add_lake_option(consume)
+
+    simulate = commands.add_parser("simulate", help="publish a simulated fleet")
+    simulate.add_argument(
+        "--to", required=True, help="file:PATH, mqtt://HOST:PORT or kinesis://STREAM[?endpoint=URL]"
+    )
+    simulate.add_argument("--messages", type=_positive_int, help="stop after this many messages")
+    simulate.add_argument(
+        "--speed",
+        type=_positive_float,
+        help="simulated seconds per real second (1440: a day a minute)",
+    )
+    _add_fleet_options(simulate)
+
+    run = commands.add_parser("run", help="the demo: simulator -> consumer -> local lake")
+    run.add_argument("--via", choices=("inprocess", "mqtt"), default="inprocess")
+    run.add_argument("--speed", type=_positive_float, default=1440.0)
+    _add_fleet_options(run)
+    _add_lake_option(run)
+
+    sql = commands.add_parser("sql", help="query the lake with DuckDB SQL")
+    sql.add_argument("query", help='e.g. "SELECT count(*) FROM raw_telemetry"')
+    _add_lake_option(sql)
+
+    tables = commands.add_parser("tables", help="row counts of every lake table")
+    _add_lake_option(tables)
+    return parser
+
+
+def _source_forms() -> str:
+    from streaming.sources.registry import SOURCE_FORMS
+
+    return ", ".join(SOURCE_FORMS)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings()
+    batch = settings.batch
+    batch = BatchLimits(
+        max_records=getattr(args, "max_records", None) or batch.max_records,
+        max_bytes=getattr(args, "max_bytes", None) or batch.max_bytes,
+        max_age_s=getattr(args, "max_age_s", None) or batch.max_age_s,
+    )
+    return settings.with_overrides(lake_root=getattr(args, "lake_root", None), batch=batch)
+
+
+def _consume(args: argparse.Namespace) -> int:
+    from streaming.consumer import Consumer, ConsumerOptions
+    from streaming.landing import LandingWriter
+    from streaming.sources.registry import open_source
+
+    settings = _settings(args)
+    source = open_source(args.source, settings)
+    consumer_id = args.consumer_id or f"{socket.gethostname()}-{os.getpid()}"
+    writer = LandingWriter(Lake.from_settings(settings), consumer_id)
+    options = ConsumerOptions(
+        batch=settings.batch,
+        max_payload_bytes=settings.max_payload_bytes,
+        stats_interval_s=args.stats_interval_s,
+        stop_when_idle_s=args.stop_when_idle_s,
+    )
+    consumer = Consumer(source, writer, options, report=lambda line: print(line, flush=True))
+    consumer.install_signal_handlers()
+    consumer.run()
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from streaming.simulator.publish import publish_to
+
+    return publish_to(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from streaming.demo import run_demo
+
+    settings = _settings(args)
+    return run_demo(settings, args)
+
+
+def _sql(args: argparse.Namespace) -> int:
+    from iot_lake.sql import connect
+
+    con = connect(Lake.from_settings(_settings(args)))
+    con.sql(args.query).show(max_rows=50, max_width=200)
+    return 0
+
+
+def _tables(args: argparse.Namespace) -> int:
+    from iot_lake.sql import table_counts
+
+    for name, count in table_counts(Lake.from_settings(_settings(args))).items():
+        print(f"{name}: {count} rows")
+    return 0
+
+
+COMMANDS = {"consume": _consume, "simulate": _simulate, "run": _run, "sql": _sql, "tables": _tables}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; errors become one line on stderr and exit 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (InvalidInput, LakeUnavailable, FileNotFoundError, ConnectionError) as exc:
+        print(f"iot-lake {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Lake I/O: where a catalog table lives and how it is opened, created, read and committed.
+
+The lake root is a URI (`.lake` or `s3://bucket/prefix`); every table is a Delta table at
+`{root}/{table name}`. This module is the only one that turns a TableSpec into a location.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from iot_lake.catalog import QUARANTINE_PREDICATE, RAW_TELEMETRY, TableSpec
+from iot_lake.settings import Settings
+
+
+class LakeUnavailable(RuntimeError):
+    """The lake root cannot be created or written; the message says where and why."""
+
+
+class Lake:
+    """One lake root plus the storage options needed to reach it."""
+
+    def __init__(
+        self,
+        root: str,
+        storage_options: Mapping[str, str] | None = None,
+        *,
+        log_retention_hours: int = 7 * 24,
+        checkpoint_interval: int = 100,
+    ) -> None:
+        self.root = root.rstrip("/")
+        self.storage_options = dict(storage_options or {})
+        self.log_retention_hours = log_retention_hours
+        self.checkpoint_interval = checkpoint_interval
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Lake:
+        """The lake the settings describe."""
+        return cls(
+            settings.lake_root,
+            settings.storage_options,
+            log_retention_hours=settings.log_retention_hours,
+            checkpoint_interval=settings.checkpoint_interval,
+        )
+
+    @property
+    def is_local(self) -> bool:
+        """True for a lake on the local file system."""
+        return "://" not in self.root or self.root.startswith("file://")
+
+    def table_uri(self, spec: TableSpec) -> str:
+        """Where a catalog table lives under this root."""
+        if self.is_local:
+            return str(Path(self.root.removeprefix("file://")).absolute() / spec.name)
+        return f"{self.root}/{spec.name}"
+
+    def table_configuration(self) -> dict[str, str | None]:
+        """Delta table properties: checkpoint cadence and how long old log entries stay.
+
+        A log checkpoint every `checkpoint_interval` commits keeps a reader's log replay
+        short; log entries older than the retention are removed after each checkpoint, so
+        a consumer committing every few seconds for weeks keeps a bounded log.
+        """
+        return {
+            "delta.checkpointInterval": str(self.checkpoint_interval),
+            "delta.logRetentionDuration": f"interval {self.log_retention_hours} hours",
+            "delta.enableExpiredLogCleanup": "true",
+        }
+
+    def open(self, spec: TableSpec) -> DeltaTable | None:
+        """The table at its latest version, or None when it does not exist yet."""
+        try:
+            return DeltaTable(self.table_uri(spec), storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+
+    def ensure_table(self, spec: TableSpec) -> DeltaTable:
+        """Open the table, creating it empty with the catalog's schema when it is missing."""
+        table = self.open(spec)
+        if table is not None:
+            return table
+        uri = self.table_uri(spec)
+        if self.is_local:
+            self._check_local_root_writable()
+        try:
+            return DeltaTable.create(
+                uri,
+                spec.schema,
+                mode="ignore",
+                partition_by=list(spec.partition_by),
+                name=spec.name,
+                description=spec.description,
+                configuration=self.table_configuration(),
+                storage_options=self.storage_options,
+            )
+        except OSError as exc:
+            raise LakeUnavailable(f"cannot create table {spec.name} at {uri}: {exc}") from exc
+
+    def _check_local_root_writable(self) -> None:
+        root = Path(self.root.removeprefix("file://")).absolute()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LakeUnavailable(
+                f"lake root {root} cannot be created: {exc.strerror}; set IOT_LAKE_ROOT "
+                "(or --lake-root) to a writable directory or an s3:// URI"
+            ) from exc
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise LakeUnavailable(
+                f"lake root {root} is not writable by this user; set IOT_LAKE_ROOT "
+                "(or --lake-root) to a writable directory or an s3:// URI"
+            )
+
+    def append(self, spec: TableSpec, data: pa.Table) -> None:
+        """Append rows to a table (creating it when missing); for small writers and tests."""
+        table = self.ensure_table(spec)
+        write_deltalake(table, data, mode="append")
+
+    def read(self, spec: TableSpec, predicate: str | None = None) -> pl.DataFrame:
+        """The table's current rows (optionally filtered by a SQL predicate) as polars."""
+        table = self.open(spec)
+        if table is None:
+            return pl.DataFrame(spec.schema.empty_table())
+        frame = pl.read_delta(table)
+        if predicate:
+            frame = pl.SQLContext(t=frame).execute(f"SELECT * FROM t WHERE {predicate}").collect()
+        return frame
+
+    def quarantine(self) -> pl.DataFrame:
+        """The dead-letter view: raw rows that carry an error code."""
+        return self.read(RAW_TELEMETRY, QUARANTINE_PREDICATE)

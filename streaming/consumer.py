@@ -1,0 +1,102 @@
+"""The consumer loop: poll a source into micro-batches and land each with its checkpoint.
+
+A batch is flushed when it reaches `max_records`, `max_bytes` or `max_age_s`, whichever
+comes first (iot_lake.settings.BatchLimits documents the trade-off). SIGTERM and SIGINT
+stop polling; the open batch is committed before the loop returns, so a clean stop loses
+nothing and a kill -9 loses only what was never committed (and is read again on restart).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+
+from iot_lake.settings import BatchLimits
+from streaming.batch import RawBatch
+from streaming.landing import CommitOutcome, LandingWriter
+from streaming.sources.base import Source
+from streaming.stats import ConsumerStats
+
+
+@dataclass
+class ConsumerOptions:
+    """How the loop batches, reports and stops; tests override fields one by one."""
+
+    batch: BatchLimits = field(default_factory=BatchLimits)
+    max_payload_bytes: int = 64 * 1024
+    stats_interval_s: float = 10.0
+    stop_when_idle_s: float | None = None
+
+
+class Consumer:
+    """Runs one source into raw_telemetry until stopped or the source is exhausted."""
+
+    def __init__(
+        self,
+        source: Source,
+        writer: LandingWriter,
+        options: ConsumerOptions | None = None,
+        report: Callable[[str], None] = print,
+    ) -> None:
+        self.source = source
+        self.writer = writer
+        self.options = options or ConsumerOptions()
+        self.stop_requested = threading.Event()
+        self.stats = ConsumerStats(report=report)
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT ask the loop to flush, commit and return."""
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            self.stop_requested.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+
+    def run(self) -> ConsumerStats:
+        """Consume until stopped or the source runs dry; returns the run's statistics."""
+        self.source.resume(self.writer)
+        idle_since = time.monotonic()
+        try:
+            exhausted = False
+            while not exhausted and not self.stop_requested.is_set():
+                batch, exhausted = self._fill_batch()
+                if len(batch):
+                    self._commit(batch)
+                    idle_since = time.monotonic()
+                elif self._idle_too_long(idle_since):
+                    break
+                self.stats.maybe_report(self.options.stats_interval_s, self.source.lag())
+        finally:
+            self.source.close()
+        self.stats.report_now(self.source.lag())
+        return self.stats
+
+    def _new_batch(self) -> RawBatch:
+        return RawBatch(self.source.name, self.writer.consumer_id, self.options.max_payload_bytes)
+
+    def _fill_batch(self) -> tuple[RawBatch, bool]:
+        limits = self.options.batch
+        batch = self._new_batch()
+        while not self.stop_requested.is_set():
+            remaining_age = limits.max_age_s - batch.age_s
+            room = limits.max_records - len(batch)
+            if room <= 0 or remaining_age <= 0 or batch.payload_bytes_total >= limits.max_bytes:
+                break
+            if not self.source.poll(batch, room, remaining_age):
+                return batch, True
+        return batch, False
+
+    def _commit(self, batch: RawBatch) -> CommitOutcome:
+        outcome = self.writer.commit(batch, self.source.positions())
+        self.source.committed()
+        self.stats.record(batch, outcome)
+        return outcome
+
+    def _idle_too_long(self, idle_since: float) -> bool:
+        limit = self.options.stop_when_idle_s
+        return limit is not None and time.monotonic() - idle_since >= limit

@@ -1,0 +1,1 @@
+"""A deterministic, seeded fleet of devices with realistic faults, for demos and tests."""

@@ -1,0 +1,97 @@
+"""`iot-lake simulate --to ...`: send a simulated fleet to a file, an MQTT broker or Kinesis."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from iot_lake.errors import InvalidInput
+from streaming.simulator.fleet import Fleet, FleetSpec, SimMessage
+
+DESTINATION_FORMS = "file:PATH, mqtt://HOST:PORT or kinesis://STREAM[?endpoint=URL&region=R]"
+
+
+def fleet_spec(args: argparse.Namespace) -> FleetSpec:
+    """The fleet the command-line options describe."""
+    return FleetSpec(
+        devices=args.devices, tenants=args.tenants, seed=args.seed, interval_s=args.interval_s
+    )
+
+
+def paced(fleet: Fleet, speed: float | None) -> Iterator[list[SimMessage]]:
+    """The fleet's ticks, each released when the simulated clock (speed x real time) reaches it."""
+    started = time.monotonic()
+    for tick in fleet.ticks():
+        if speed is not None:
+            due = started + fleet.tick * fleet.spec.interval_s / speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        yield tick
+
+
+def limited(ticks: Iterable[list[SimMessage]], limit: int | None) -> Iterator[list[SimMessage]]:
+    """Stop after `limit` messages in total (None: never)."""
+    sent = 0
+    for tick in ticks:
+        if limit is not None and sent + len(tick) >= limit:
+            yield tick[: limit - sent]
+            return
+        sent += len(tick)
+        yield tick
+
+
+def write_frames(messages: Iterable[SimMessage], path: Path) -> int:
+    """Append messages to a framed JSONL file (`topic<TAB>payload` per line)."""
+    count = 0
+    with path.open("ab") as out:
+        for message in messages:
+            out.write(message.frame + b"\n")
+            count += 1
+    return count
+
+
+def publish_to(args: argparse.Namespace) -> int:
+    """Run the simulator into the destination `--to` names, until done or interrupted."""
+    destination = urlsplit(args.to)
+    fleet = Fleet(fleet_spec(args))
+    if args.messages is None and args.speed is None:
+        raise InvalidInput(
+            "--messages", "a count when --speed is not given (else it never ends)", None
+        )
+    ticks = limited(paced(fleet, args.speed), args.messages)
+    try:
+        if destination.scheme == "file":
+            path = Path(destination.netloc + destination.path)
+            total = 0
+            for tick in ticks:
+                total += write_frames(tick, path)
+            print(f"simulate: wrote {total} messages to {path}")
+        elif destination.scheme == "mqtt":
+            from streaming.simulator.mqtt_publisher import publish_ticks
+
+            total = publish_ticks(
+                ticks, destination.hostname or "127.0.0.1", destination.port or 1883
+            )
+            print(f"simulate: published {total} messages to {args.to}")
+        elif destination.scheme == "kinesis":
+            from streaming.simulator.kinesis_publisher import put_messages
+
+            query = parse_qs(destination.query)
+            total = 0
+            for tick in ticks:
+                total += put_messages(
+                    tick,
+                    destination.netloc,
+                    endpoint_url=(query.get("endpoint") or [None])[-1],
+                    region=(query.get("region") or [None])[-1],
+                )
+            print(f"simulate: put {total} records to {args.to}")
+        else:
+            raise InvalidInput("--to", DESTINATION_FORMS, args.to)
+    except KeyboardInterrupt:
+        print("simulate: interrupted")
+    return 0

@@ -1,0 +1,1 @@
+"""Where the consumer reads messages from: files, MQTT, Kinesis, or the in-process simulator."""

@@ -1,0 +1,55 @@
+"""The contract between the consumer loop and a message source."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from streaming.batch import RawBatch
+from streaming.landing import LandingWriter, Position
+
+FRAME_SEPARATOR = b"\t"
+
+
+def split_frame(frame: bytes) -> tuple[str | None, bytes]:
+    """Split a framed message `topic<TAB>payload` (files, Kinesis records) into its parts.
+
+    A frame without a tab has no topic: it is kept whole as the payload and the consumer
+    records it as `invalid_topic`.
+    """
+    topic, separator, payload = frame.partition(FRAME_SEPARATOR)
+    if not separator:
+        return None, frame
+    return topic.decode(errors="replace"), payload
+
+
+class Source(Protocol):
+    """A stream of messages the consumer lands in raw_telemetry.
+
+    The consumer calls `resume` once, then repeatedly `poll` into a batch, commits the batch
+    with `positions()` and calls `committed()`; `close` at the end. A replayable source
+    (file, Kinesis) resumes exactly after what is committed; MQTT acknowledges to the broker
+    in `committed()`, so an uncommitted message is delivered again.
+    """
+
+    name: str
+
+    def resume(self, writer: LandingWriter) -> None:
+        """Position the source just after what raw_telemetry already holds from it."""
+
+    def poll(self, batch: RawBatch, max_records: int, timeout_s: float) -> bool:
+        """Add at most `max_records` messages to the batch, waiting at most `timeout_s`.
+
+        Returns False once a finite source has nothing more to give.
+        """
+
+    def positions(self) -> list[Position]:
+        """Checkpoints covering every message polled so far, to commit with the batch."""
+
+    def committed(self) -> None:
+        """The last batch is durable: acknowledge it where the source needs that."""
+
+    def lag(self) -> str | None:
+        """How far behind the source's head the consumer is, when the source knows it."""
+
+    def close(self) -> None:
+        """Release connections and files."""

@@ -1,0 +1,72 @@
+from collections import Counter
+
+import polars as pl
+
+from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.settings import BatchLimits
+from streaming.consumer import Consumer, ConsumerOptions
+from streaming.landing import LandingWriter
+from streaming.simulator.fleet import Fleet, FleetSpec
+from streaming.sources.file import FileSource
+from tests.conftest import framed_file
+
+
+def consume_file(lake, path, follow=False, max_records=200, idle=None):
+    options = ConsumerOptions(
+        batch=BatchLimits(max_records=max_records, max_age_s=0.5),
+        stats_interval_s=3600,
+        stop_when_idle_s=idle,
+    )
+    source = FileSource(path, follow=follow, poll_interval_s=0.05)
+    return Consumer(source, LandingWriter(lake, "test"), options, report=lambda _: None).run()
+
+
+def test_every_line_lands_once_with_expected_errors(lake, tmp_path, noisy_fleet):
+    messages = list(Fleet(noisy_fleet).messages(3000))
+    path = framed_file(tmp_path / "fleet.jsonl", messages)
+    stats = consume_file(lake, path)
+    raw = lake.read(RAW_TELEMETRY)
+    assert stats.messages == raw.height == len(messages)
+    assert Counter(zip(raw["topic"], raw["payload"], strict=True)) == Counter(
+        (m.topic, m.payload.decode()) for m in messages
+    )
+    expected_errors = Counter(m.expected_error for m in messages if m.expected_error)
+    assert set(expected_errors) >= {"undecodable", "wrong_type", "identity_mismatch"}
+    assert Counter(lake.quarantine()["error_code"].to_list()) == expected_errors
+
+
+def test_restart_resumes_after_the_committed_offset(lake, tmp_path, noisy_fleet):
+    messages = list(Fleet(noisy_fleet).messages(1000))
+    path = framed_file(tmp_path / "fleet.jsonl", messages[:600])
+    consume_file(lake, path)
+    framed_file(path, messages[600:])
+    second = consume_file(lake, path)
+    raw = lake.read(RAW_TELEMETRY)
+    assert second.messages == 400
+    assert raw.height == 1000
+    assert raw["source_position"].n_unique() == 1000
+
+
+def test_follow_picks_up_appended_lines_and_a_last_line_without_newline(lake, tmp_path):
+    path = tmp_path / "tail.jsonl"
+    messages = list(Fleet(FleetSpec(devices=3)).messages(30))
+    framed_file(path, messages[:20])
+    with path.open("ab") as out:
+        out.write(messages[20].frame)  # no newline yet: a writer mid-line
+    consume_file(lake, path, follow=True, idle=0.3)
+    assert lake.read(RAW_TELEMETRY).height == 20
+    with path.open("ab") as out:
+        out.write(b"\n")
+    consume_file(lake, path, follow=False)
+    raw = lake.read(RAW_TELEMETRY)
+    assert raw.height == 21
+    assert raw.filter(pl.col("payload") == messages[20].payload.decode()).height == 1
+
+
+def test_line_without_topic_is_kept_as_invalid_topic(lake, tmp_path):
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(b'{"device_id":"x"}\n')
+    consume_file(lake, path)
+    raw = lake.read(RAW_TELEMETRY)
+    assert raw["error_code"].to_list() == ["invalid_topic"]
+    assert raw["payload"].to_list() == ['{"device_id":"x"}']

@@ -1,0 +1,62 @@
+import polars as pl
+import pytest
+
+from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.errors import CheckpointError
+from streaming.batch import RawBatch, now_micros
+from streaming.landing import LandingWriter, Position
+
+STATUS = b'{"device_id":"d1","message_id":"m%d","ts":1,"status":"online"}'
+
+
+def batch_of(n: int, start: int = 0) -> RawBatch:
+    batch = RawBatch("test", "writer-1", 64 * 1024)
+    for i in range(start, start + n):
+        batch.add("tenant/t/devices/d1/status", STATUS % i, now_micros(), str(i))
+    return batch
+
+
+def test_batch_and_checkpoint_land_in_one_commit(lake):
+    writer = LandingWriter(lake, "writer-1")
+    outcome = writer.commit(batch_of(3), [Position("test:a", 3, "after-3")])
+    assert outcome.rows == 3
+    history = writer.table.history(1)[0]
+    assert history["version"] == outcome.delta_version
+    assert writer.committed_version("test:a") == 3
+    assert writer.committed_detail("test:a") == "after-3"
+    assert lake.read(RAW_TELEMETRY).height == 3
+
+
+def test_replayed_batch_is_skipped_not_appended_twice(lake):
+    writer = LandingWriter(lake, "writer-1")
+    writer.commit(batch_of(3), [Position("test:a", 3)])
+    again = LandingWriter(lake, "writer-1").commit(batch_of(3), [Position("test:a", 3)])
+    assert again.already_landed
+    assert lake.read(RAW_TELEMETRY).height == 3
+
+
+def test_partly_landed_batch_is_refused_with_the_reason(lake):
+    writer = LandingWriter(lake, "writer-1")
+    writer.commit(batch_of(1), [Position("test:a", 5)])
+    with pytest.raises(CheckpointError, match="two consumers are reading the same source"):
+        writer.commit(batch_of(1), [Position("test:b", 1), Position("test:a", 5)])
+    assert lake.read(RAW_TELEMETRY).height == 1
+
+
+def test_detail_is_found_behind_commits_of_other_sources(lake):
+    writer = LandingWriter(lake, "writer-1")
+    writer.commit(batch_of(1), [Position("test:a", 1, "a-1")])
+    for i in range(5):
+        writer.commit(batch_of(1, i), [Position("test:b", i + 1, f"b-{i}")])
+    assert writer.committed_detail("test:a") == "a-1"
+    assert writer.committed_detail("test:b") == "b-4"
+    assert writer.committed_detail("test:never") is None
+
+
+def test_rows_keep_ingest_date_partition_and_positions(lake):
+    writer = LandingWriter(lake, "writer-1")
+    writer.commit(batch_of(2), [Position("test:a", 2)])
+    raw = lake.read(RAW_TELEMETRY).sort("source_position")
+    assert raw["source_position"].to_list() == ["0", "1"]
+    assert raw["ingest_date"].to_list() == raw["ingest_time"].dt.date().to_list()
+    assert raw.select(pl.col("consumer_id").unique()).to_series().to_list() == ["writer-1"]

@@ -1,0 +1,33 @@
+"""Helpers shared by tests: waiting on conditions with a deadline, free loopback ports."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.05
+) -> T:
+    """Poll `predicate` until it returns something truthy; fail saying what we waited for."""
+    deadline = time.monotonic() + timeout_s
+    last: T = predicate()
+    while not last:
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})"
+            )
+        time.sleep(interval_s)
+        last = predicate()
+    return last
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
