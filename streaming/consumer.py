@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -20,6 +21,12 @@ from streaming.batch import RawBatch
 from streaming.landing import CommitOutcome, LandingWriter
 from streaming.sources.base import Source
 from streaming.stats import ConsumerStats
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    batch: RawBatch
+    future: Future[CommitOutcome]
 
 
 @dataclass
@@ -58,23 +65,44 @@ class Consumer:
         signal.signal(signal.SIGINT, request_stop)
 
     def run(self) -> ConsumerStats:
-        """Consume until stopped or the source runs dry; returns the run's statistics."""
+        """Consume until stopped or the source runs dry; returns the run's statistics.
+
+        One commit is in flight while the next batch fills: the Delta write (Rust, GIL
+        released) overlaps with checking the next messages (Python). Commits stay in order,
+        each with the positions sealed when its batch closed, and the source acknowledges a
+        batch only once its own commit is done.
+        """
         self.source.resume(self.writer)
         idle_since = time.monotonic()
+        in_flight: _InFlight | None = None
         try:
-            exhausted = False
-            while not exhausted and not self.stop_requested.is_set():
-                batch, exhausted = self._fill_batch()
-                if len(batch):
-                    self._commit(batch)
-                    idle_since = time.monotonic()
-                elif self._idle_too_long(idle_since):
-                    break
-                self.stats.maybe_report(self.options.stats_interval_s, self.source.lag())
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") as committer:
+                exhausted = False
+                while not exhausted and not self.stop_requested.is_set():
+                    batch, exhausted = self._fill_batch()
+                    if len(batch):
+                        positions = self.source.positions()
+                        self._finish(in_flight)
+                        future = committer.submit(self.writer.commit, batch, positions)
+                        in_flight = _InFlight(batch, future)
+                        idle_since = time.monotonic()
+                    elif self._idle_too_long(idle_since):
+                        break
+                    self.stats.maybe_report(self.options.stats_interval_s, self.source.lag())
+                self._finish(in_flight)
+                in_flight = None
         finally:
             self.source.close()
         self.stats.report_now(self.source.lag())
         return self.stats
+
+    def _finish(self, in_flight: _InFlight | None) -> None:
+        """Wait for the commit in flight; a failed commit raises here, nothing acknowledged."""
+        if in_flight is None:
+            return
+        outcome = in_flight.future.result()
+        self.source.committed()
+        self.stats.record(in_flight.batch, outcome)
 
     def _new_batch(self) -> RawBatch:
         return RawBatch(self.source.name, self.writer.consumer_id, self.options.max_payload_bytes)
@@ -90,12 +118,6 @@ class Consumer:
             if not self.source.poll(batch, room, remaining_age):
                 return batch, True
         return batch, False
-
-    def _commit(self, batch: RawBatch) -> CommitOutcome:
-        outcome = self.writer.commit(batch, self.source.positions())
-        self.source.committed()
-        self.stats.record(batch, outcome)
-        return outcome
 
     def _idle_too_long(self, idle_since: float) -> bool:
         limit = self.options.stop_when_idle_s

@@ -25,10 +25,13 @@ def split_frame(frame: bytes) -> tuple[str | None, bytes]:
 class Source(Protocol):
     """A stream of messages the consumer lands in raw_telemetry.
 
-    The consumer calls `resume` once, then repeatedly `poll` into a batch, commits the batch
-    with `positions()` and calls `committed()`; `close` at the end. A replayable source
-    (file, Kinesis) resumes exactly after what is committed; MQTT acknowledges to the broker
-    in `committed()`, so an uncommitted message is delivered again.
+    The consumer calls `resume` once, then repeatedly `poll`s into a batch; `positions()`
+    seals the batch (what was polled so far belongs to it) and returns its checkpoint. While
+    that batch commits, the next one fills; when the commit is done the consumer calls
+    `committed()`, which acknowledges the OLDEST sealed batch not yet acknowledged. `close`
+    at the end. A replayable source (file, Kinesis) resumes exactly after what is committed;
+    MQTT acknowledges to the broker in `committed()`, so an uncommitted message is
+    delivered again.
     """
 
     name: str
@@ -43,10 +46,10 @@ class Source(Protocol):
         """
 
     def positions(self) -> list[Position]:
-        """Checkpoints covering every message polled so far, to commit with the batch."""
+        """Seal the batch: checkpoints covering every message polled so far."""
 
     def committed(self) -> None:
-        """The last batch is durable: acknowledge it where the source needs that."""
+        """The oldest sealed batch is durable: acknowledge it where the source needs that."""
 
     def lag(self) -> str | None:
         """How far behind the source's head the consumer is, when the source knows it."""

@@ -7,6 +7,7 @@ version), so a restarted consumer seeks there and lands every line exactly once.
 from __future__ import annotations
 
 import time
+from itertools import accumulate
 from pathlib import Path
 from typing import BinaryIO
 
@@ -74,21 +75,19 @@ class FileSource:
         return lines
 
     def _add(self, batch: RawBatch, lines: list[bytes]) -> None:
-        topics: list[str | None] = []
-        payloads: list[bytes] = []
-        positions: list[str | None] = []
-        offset = self._offset
-        prefix = f"{self.path.name}@"
-        for line in lines:
-            topic, payload = split_frame(line.removesuffix(b"\r"))
-            topics.append(topic)
-            payloads.append(payload)
-            positions.append(f"{prefix}{offset}")
-            offset += len(line) + 1
+        starts = list(accumulate((len(line) + 1 for line in lines), initial=self._offset))
+        offset = starts.pop()
         if not self.follow and not self._pending and offset > self._end_of_file():
             offset -= 1  # the last line had no newline
         self._offset = offset
-        batch.extend(topics, payloads, [now_micros()] * len(lines), positions)
+        frames = [split_frame(line.removesuffix(b"\r")) for line in lines]
+        prefix = f"{self.path.name}@"
+        batch.extend(
+            [topic for topic, _ in frames],
+            [payload for _, payload in frames],
+            [now_micros()] * len(lines),
+            [f"{prefix}{start}" for start in starts],
+        )
 
     def _end_of_file(self) -> int:
         assert self._handle is not None

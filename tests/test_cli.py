@@ -1,0 +1,72 @@
+"""Bad command-line input fails fast, with a message naming what is wrong, and exit != 0."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support import free_port
+
+
+def iot_lake(*args, timeout=60):
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "iot_lake.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return done.returncode, done.stderr, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["consume", "--source", "ftp://example/x"], "--source: expected one of file:PATH"),
+        (["consume", "--source", "file:/no/such/file.jsonl"], "no such file"),
+        (["consume", "--source", "file:x", "--max-records", "0"], "expected a positive integer"),
+        (["consume", "--source", "simulator://?devices=many"], "?devices=: expected an integer"),
+        (["simulate", "--to", "gopher://x", "--messages", "1"], "--to: expected file:PATH"),
+        (["simulate", "--to", "file:/tmp/x.jsonl"], "--messages: expected a count"),
+    ],
+    ids=["unknown-scheme", "missing-file", "zero-batch", "bad-query-value", "bad-destination",
+         "endless-simulation"],
+)  # fmt: skip
+def test_bad_input_is_refused_with_the_field_and_expected_form(args, message, tmp_path):
+    code, stderr, _ = (
+        iot_lake(*args, "--lake-root", str(tmp_path / "lake"))
+        if args[0] == "consume"
+        else iot_lake(*args)
+    )
+    assert code != 0
+    assert message in stderr
+
+
+def test_unwritable_lake_root_fails_fast(tmp_path):
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o500)
+    source = tmp_path / "in.jsonl"
+    source.write_text("")
+    target = "/proc/iot-lake" if _running_as_root() else str(readonly / "lake")
+    code, stderr, seconds = iot_lake("consume", "--source", f"file:{source}", "--lake-root", target)
+    assert code == 2
+    assert "cannot be created" in stderr or "not writable" in stderr
+    assert seconds < 20
+
+
+@pytest.mark.integration
+def test_unreachable_broker_fails_fast_naming_it():
+    port = free_port()
+    code, stderr, seconds = iot_lake("consume", "--source", f"mqtt://127.0.0.1:{port}")
+    assert code == 2
+    assert f"127.0.0.1:{port}" in stderr
+    assert seconds < 30
+
+
+def _running_as_root():
+    import os
+
+    return os.geteuid() == 0
