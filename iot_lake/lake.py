@@ -31,8 +31,8 @@ class Lake:
         root: str,
         storage_options: Mapping[str, str] | None = None,
         *,
-        log_retention_hours: int = 7 * 24,
-        checkpoint_interval: int = 100,
+        log_retention_hours: int = Settings.log_retention_hours,
+        checkpoint_interval: int = Settings.checkpoint_interval,
     ) -> None:
         self.root = root.rstrip("/")
         self.storage_options = dict(storage_options or {})

@@ -65,7 +65,7 @@ class Settings:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     batch: BatchLimits = field(default_factory=BatchLimits)
     max_payload_bytes: int = 64 * 1024
-    log_retention_hours: int = 7 * 24
+    log_retention_hours: int = 48
     checkpoint_interval: int = 100
 
     @property

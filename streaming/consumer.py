@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from types import FrameType
 
 from iot_lake.settings import BatchLimits
 from streaming.batch import RawBatch
-from streaming.landing import CommitOutcome, LandingWriter
+from streaming.housekeeping import compact_closed_partitions
+from streaming.landing import CommitOutcome, LandingWriter, Position
 from streaming.sources.base import Source
 from streaming.stats import ConsumerStats
 
@@ -37,6 +39,7 @@ class ConsumerOptions:
     max_payload_bytes: int = 64 * 1024
     stats_interval_s: float = 10.0
     stop_when_idle_s: float | None = None
+    compact_closed_partitions: bool = True
 
 
 class Consumer:
@@ -54,6 +57,7 @@ class Consumer:
         self.options = options or ConsumerOptions()
         self.stop_requested = threading.Event()
         self.stats = ConsumerStats(report=report)
+        self._tidied_on: date | None = None
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT ask the loop to flush, commit and return."""
@@ -83,7 +87,7 @@ class Consumer:
                     if len(batch):
                         positions = self.source.positions()
                         self._finish(in_flight)
-                        future = committer.submit(self.writer.commit, batch, positions)
+                        future = committer.submit(self._commit, batch, positions)
                         in_flight = _InFlight(batch, future)
                         idle_since = time.monotonic()
                     elif self._idle_too_long(idle_since):
@@ -95,6 +99,17 @@ class Consumer:
             self.source.close()
         self.stats.report_now(self.source.lag())
         return self.stats
+
+    def _commit(self, batch: RawBatch, positions: list[Position]) -> CommitOutcome:
+        """Commit a batch (on the committer thread), then compact closed partitions once a day."""
+        outcome = self.writer.commit(batch, positions)
+        today = datetime.now(UTC).date()
+        if self.options.compact_closed_partitions and self._tidied_on != today:
+            compacted = compact_closed_partitions(self.writer.table, today)
+            if compacted:
+                self.stats.report(f"consumer: compacted closed partitions {', '.join(compacted)}")
+            self._tidied_on = today
+        return outcome
 
     def _finish(self, in_flight: _InFlight | None) -> None:
         """Wait for the commit in flight; a failed commit raises here, nothing acknowledged."""

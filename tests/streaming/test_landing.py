@@ -60,3 +60,25 @@ def test_rows_keep_ingest_date_partition_and_positions(lake):
     assert raw["source_position"].to_list() == ["0", "1"]
     assert raw["ingest_date"].to_list() == raw["ingest_time"].dt.date().to_list()
     assert raw.select(pl.col("consumer_id").unique()).to_series().to_list() == ["writer-1"]
+
+
+def test_closed_partition_is_compacted_into_one_file_without_changing_rows(lake):
+    from datetime import UTC, date, datetime
+
+    from streaming.housekeeping import compact_closed_partitions, files_per_partition
+
+    writer = LandingWriter(lake, "writer-1")
+    yesterday = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1_000_000)
+    for i in range(10):
+        batch = RawBatch("test", "writer-1", 64 * 1024)
+        batch.add("tenant/t/devices/d1/status", STATUS % i, yesterday + i, str(i))
+        writer.commit(batch, [Position("test:a", i + 1)])
+    writer.commit(batch_of(2), [Position("test:a", 11)])
+    before = lake.read(RAW_TELEMETRY).sort("source_position", "ingest_time")
+    assert files_per_partition(writer.table)["2026-11-01"] == 10
+
+    assert compact_closed_partitions(writer.table, today=date(2026, 11, 2)) == ["2026-11-01"]
+
+    assert files_per_partition(writer.table)["2026-11-01"] == 1
+    assert lake.read(RAW_TELEMETRY).sort("source_position", "ingest_time").equals(before)
+    assert writer.committed_version("test:a") == 11
