@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from iot_lake.catalog import QUARANTINE_PREDICATE, RAW_TELEMETRY, TableSpec
 from iot_lake.settings import Settings
@@ -99,6 +99,12 @@ class Lake:
                 configuration=self.table_configuration(),
                 storage_options=self.storage_options,
             )
+        except CommitFailedError:
+            # Another writer created it first (two consumers starting on an empty lake).
+            table = self.open(spec)
+            if table is None:
+                raise
+            return table
         except OSError as exc:
             raise LakeUnavailable(f"cannot create table {spec.name} at {uri}: {exc}") from exc
 

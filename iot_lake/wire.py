@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import orjson
@@ -214,58 +215,47 @@ class InspectedColumns:
         return codes, details
 
 
-def inspect_message(topic: str | None, raw: bytes, max_payload_bytes: int) -> Inspected:
-    """Check one received message; never raises, always returns what to store in raw."""
+def inspect_message(
+    topic: str | None, raw: bytes, max_payload_bytes: int, claimed_device: str | None = None
+) -> Inspected:
+    """Check one received message; never raises, always returns what to store in raw.
+
+    `claimed_device` is the identity the transport vouches for besides the topic (a Kinesis
+    partition key); a message whose topic names another device goes no further.
+    """
     claimed = _parse_topic_cached(topic)
     tenant_id, device_id, kind = claimed if claimed is not None else (None, None, None)
     try:
-        text = raw.decode()
+        text, encoding, bad_byte = raw.decode(), "utf-8", None
     except UnicodeDecodeError as exc:
-        return Inspected(
-            tenant_id,
-            device_id,
-            kind,
-            None,
-            base64.b64encode(raw).decode(),
-            "base64",
-            ErrorCode.INVALID_ENCODING,
-            f"payload: expected UTF-8 JSON, byte {exc.start} is not UTF-8 (kept base64-encoded)",
-        )
+        text, encoding, bad_byte = base64.b64encode(raw).decode(), "base64", exc.start
     if claimed is None:
         return Inspected(
-            None,
-            None,
-            None,
-            None,
-            text,
-            "utf-8",
-            ErrorCode.INVALID_TOPIC,
+            None, None, None, None, text, encoding, ErrorCode.INVALID_TOPIC,
             f"topic: expected {TOPIC_FORM}, got {topic!r}",
-        )
+        )  # fmt: skip
+    if claimed_device is not None and claimed_device != device_id:
+        return Inspected(
+            tenant_id, device_id, kind, None, text, encoding, ErrorCode.IDENTITY_MISMATCH,
+            f"partition key: expected {device_id!r} (the topic's device), got {claimed_device!r}",
+        )  # fmt: skip
+    if bad_byte is not None:
+        return Inspected(
+            tenant_id, device_id, kind, None, text, encoding, ErrorCode.INVALID_ENCODING,
+            f"payload: expected UTF-8 JSON, byte {bad_byte} is not UTF-8 (kept base64-encoded)",
+        )  # fmt: skip
     if len(raw) > max_payload_bytes:
         return Inspected(
-            tenant_id,
-            device_id,
-            kind,
-            None,
-            text,
-            "utf-8",
-            ErrorCode.OVERSIZED,
+            tenant_id, device_id, kind, None, text, encoding, ErrorCode.OVERSIZED,
             f"payload: expected at most {max_payload_bytes} bytes, got {len(raw)}",
-        )
+        )  # fmt: skip
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return Inspected(
-            tenant_id,
-            device_id,
-            kind,
-            None,
-            text,
-            "utf-8",
-            ErrorCode.UNDECODABLE,
+            tenant_id, device_id, kind, None, text, encoding, ErrorCode.UNDECODABLE,
             f"payload: expected JSON, {exc}",
-        )
+        )  # fmt: skip
     assert kind is not None
     assert device_id is not None
     return _explain(tenant_id, device_id, kind, text, body)
@@ -276,6 +266,7 @@ def inspect_many(
     payloads: Sequence[bytes],
     max_payload_bytes: int,
     into: InspectedColumns,
+    claimed_devices: Sequence[str | None] | None = None,
 ) -> int:
     """Check many messages into columns; returns how many were invalid.
 
@@ -288,9 +279,10 @@ def inspect_many(
     tenant_col, device_col, kind_col = into.tenant_id, into.device_id, into.message_kind
     id_col = into.message_id
     invalid = 0
-    for topic, raw in zip(topics, payloads, strict=True):
+    keys = repeat(None) if claimed_devices is None else claimed_devices
+    for topic, raw, key in zip(topics, payloads, keys, strict=claimed_devices is not None):
         claimed = parse(topic)
-        if claimed is not None and len(raw) <= max_payload_bytes:
+        if claimed is not None and len(raw) <= max_payload_bytes and key in (None, claimed[1]):
             tenant_id, device_id, kind = claimed
             try:
                 body = loads(raw)  # orjson refuses bytes that are not UTF-8
@@ -328,7 +320,7 @@ def inspect_many(
                     kind_col.append(kind)
                     id_col.append(message_id)
                     continue
-        row = inspect_message(topic, raw, max_payload_bytes)
+        row = inspect_message(topic, raw, max_payload_bytes, key)
         invalid += row.error_code is not None
         into.append(row)
     return invalid

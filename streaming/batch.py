@@ -61,9 +61,16 @@ class RawBatch:
         payloads: Sequence[bytes],
         ingest_micros: Sequence[int],
         positions: Sequence[str | None],
+        claimed_devices: Sequence[str | None] | None = None,
     ) -> None:
-        """Check many messages and keep them all, valid or not."""
-        self.invalid += inspect_many(topics, payloads, self.max_payload_bytes, self._inspected)
+        """Check many messages and keep them all, valid or not.
+
+        `claimed_devices`: per message, the device the transport vouches for besides the
+        topic (a Kinesis partition key), or None.
+        """
+        self.invalid += inspect_many(
+            topics, payloads, self.max_payload_bytes, self._inspected, claimed_devices
+        )
         sizes = [len(payload) for payload in payloads]
         self._payload_bytes.extend(sizes)
         self.payload_bytes_total += sum(sizes)

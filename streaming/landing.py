@@ -10,10 +10,12 @@ reads the committed versions and skips a batch that is already landed (see DESIG
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
@@ -57,37 +59,62 @@ class LandingWriter:
         self.consumer_id = consumer_id
         self.max_attempts = max_attempts
         self.table: DeltaTable = lake.ensure_table(RAW_TELEMETRY)
+        # Sources look positions up from their threads while the committer thread commits:
+        # one lock serialises every use of the table object.
+        self._lock = threading.Lock()
 
     def committed_version(self, app_id: str) -> int | None:
         """The last version committed for a source partition, from the latest table state."""
-        return self.table.transaction_version(app_id)
+        with self._lock:
+            self.table.update_incremental()
+            return self.table.transaction_version(app_id)
 
     def committed_detail(self, app_id: str) -> str | None:
-        """The resume detail stored with the last committed version of `app_id`.
+        """The resume detail stored with the last committed version of `app_id`."""
+        return self.committed_details([app_id])[app_id]
 
-        Walks the commit history from the newest commit back to the one that carries that
-        version; the latest commits are the ones a restarting consumer needs, so the walk
-        is short in practice.
+    def committed_details(self, app_ids: Sequence[str]) -> dict[str, str | None]:
+        """The resume details stored with the last committed versions of several sources.
+
+        Walks the commit history from the newest commit back, in pages that double in size,
+        until every version is found: a restarting consumer needs the latest commits, so the
+        walk is short (each commit is one object GET on S3).
         """
-        version = self.committed_version(app_id)
-        if version is None:
-            return None
-        for commit in self.table.history():
-            positions = _positions_of(commit)
-            entry = positions.get(app_id)
-            if entry is not None and entry.get("version") == version:
-                detail = entry.get("detail")
-                return None if detail is None else str(detail)
-        raise CheckpointError(
-            f"raw_telemetry has transaction {app_id} at version {version} but no commit in the "
-            "retained log carries its position; the log was cleaned past it. Restart this "
-            "source from a known position (see the README, 'Resetting a source')."
-        )
+        with self._lock:
+            self.table.update_incremental()
+            wanted = {app: self.table.transaction_version(app) for app in app_ids}
+            found: dict[str, str | None] = {app: None for app in app_ids}
+            missing = {app for app, version in wanted.items() if version is not None}
+            limit, seen = 64, 0
+            while missing:
+                commits = self.table.history(limit)
+                for commit in commits[seen:]:
+                    for app, entry in _positions_of(commit).items():
+                        if app in missing and entry.get("version") == wanted[app]:
+                            detail = entry.get("detail")
+                            found[app] = None if detail is None else str(detail)
+                            missing.discard(app)
+                if len(commits) < limit:
+                    break
+                seen, limit = len(commits), limit * 2
+        if missing:
+            raise CheckpointError(
+                f"raw_telemetry has transactions {sorted(missing)} but no commit in the retained "
+                "log carries their positions: the log was cleaned past them. Restart these "
+                "sources from a known position (see the README, 'Resetting a source')."
+            )
+        return found
 
     def commit(self, batch: RawBatch, positions: Sequence[Position]) -> CommitOutcome:
         """Land the batch and its positions atomically; idempotent for a replayed batch."""
         started = time.perf_counter()
         data = batch.to_arrow()
+        with self._lock:
+            return self._commit_locked(batch, data, positions, started)
+
+    def _commit_locked(
+        self, batch: RawBatch, data: pa.Table, positions: Sequence[Position], started: float
+    ) -> CommitOutcome:
         attempt = 0
         while True:
             attempt += 1
@@ -119,7 +146,7 @@ class LandingWriter:
     def _landed(self, positions: Iterable[Position]) -> list[bool]:
         landed = []
         for position in positions:
-            committed = self.committed_version(position.app_id)
+            committed = self.table.transaction_version(position.app_id)
             landed.append(committed is not None and committed >= position.version)
         return landed
 

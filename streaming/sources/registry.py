@@ -12,7 +12,7 @@ from streaming.sources.base import Source
 SOURCE_FORMS = (
     "file:PATH[?follow=true]",
     "mqtt://HOST:PORT[?group=SHARE_GROUP&client_id=ID]",
-    "kinesis://STREAM[?endpoint=URL&region=REGION]",
+    "kinesis://STREAM[?endpoint=URL&region=REGION&shards=ID,ID]",
     "simulator://[?devices=N&seed=S&speed=X&messages=N]",
 )
 EXPECTED = "one of " + ", ".join(SOURCE_FORMS)
@@ -74,8 +74,10 @@ def open_source(uri: str, settings: Settings) -> Source:
 
         if not parts.netloc:
             raise InvalidInput("--source", "kinesis://STREAM with a stream name", uri)
+        shards = _single(query, "shards")
         return KinesisSource(
             parts.netloc,
+            shard_ids=shards.split(",") if shards else None,
             endpoint_url=_single(query, "endpoint")
             or settings.storage_options.get("AWS_ENDPOINT_URL"),
             region=_single(query, "region") or settings.storage_options.get("AWS_REGION"),

@@ -126,3 +126,15 @@ def _fleet_spec():
     from streaming.simulator.fleet import FleetSpec
 
     return FleetSpec(devices=30, seed=3)
+
+
+def test_transport_identity_must_match_the_topic_device():
+    checked = inspect_message(TOPIC, body(), 1024, claimed_device="env-9")
+    assert checked.error_code == ErrorCode.IDENTITY_MISMATCH
+    assert (
+        checked.error_detail == "partition key: expected 'env-1' (the topic's device), got 'env-9'"
+    )
+    columns = InspectedColumns()
+    invalid = inspect_many([TOPIC, TOPIC], [body(), body()], 1024, columns, ["env-1", "env-9"])
+    assert invalid == 1
+    assert columns.error_columns()[0] == [None, ErrorCode.IDENTITY_MISMATCH]
