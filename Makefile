@@ -10,7 +10,9 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint venv mosquitto bench clean
 
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" = "0" ] && \
+		apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && \
+		rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)

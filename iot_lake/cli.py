@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--via", choices=("inprocess", "mqtt"), default="inprocess")
     run.add_argument("--speed", type=_positive_float, default=1440.0)
     _add_fleet_options(run)
+    run.set_defaults(devices=50)
     _add_lake_option(run)
 
     sql = commands.add_parser("sql", help="query the lake with DuckDB SQL")

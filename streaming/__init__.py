@@ -1,0 +1,1 @@
+"""The streaming consumer service: sources, micro-batches, landing writer; the fleet simulator."""

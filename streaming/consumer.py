@@ -124,10 +124,11 @@ class Consumer:
 
     def _fill_batch(self) -> tuple[RawBatch, bool]:
         limits = self.options.batch
+        max_records = min(limits.max_records, self.source.max_batch_records or limits.max_records)
         batch = self._new_batch()
         while not self.stop_requested.is_set():
             remaining_age = limits.max_age_s - batch.age_s
-            room = limits.max_records - len(batch)
+            room = max_records - len(batch)
             if room <= 0 or remaining_age <= 0 or batch.payload_bytes_total >= limits.max_bytes:
                 break
             if not self.source.poll(batch, room, remaining_age):

@@ -35,6 +35,9 @@ class Source(Protocol):
     """
 
     name: str
+    # The most messages one batch may hold, when the source limits it (MQTT: two batches
+    # in flight must fit the broker's window of unacknowledged messages); None for no cap.
+    max_batch_records: int | None
 
     def resume(self, writer: LandingWriter) -> None:
         """Position the source just after what raw_telemetry already holds from it."""

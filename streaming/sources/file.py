@@ -22,6 +22,7 @@ class FileSource:
     """Reads a framed-JSONL file from the last committed offset; `follow` tails it."""
 
     name = "file"
+    max_batch_records: int | None = None
 
     def __init__(
         self, path: str | Path, *, follow: bool = False, poll_interval_s: float = 0.2

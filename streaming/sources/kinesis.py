@@ -129,6 +129,7 @@ class KinesisSource:
     """Reads every shard of a Kinesis stream (or the given ones) from its last checkpoint."""
 
     name = "kinesis"
+    max_batch_records: int | None = None
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ class SimulatorSource:
     """Lands a simulated fleet; `speed` simulated seconds pass per real second (None: flat out)."""
 
     name = "simulator"
+    max_batch_records: int | None = None
 
     def __init__(
         self, spec: FleetSpec, *, speed: float | None = None, max_messages: int | None = None
