@@ -60,7 +60,144 @@ RAW_TELEMETRY = TableSpec(
     ),
 )
 
-CATALOG: dict[str, TableSpec] = {spec.name: spec for spec in (RAW_TELEMETRY,)}
+
+def _rollup_spec(name: str, bucket: str, built_from: str) -> TableSpec:
+    return TableSpec(
+        name=name,
+        schema=pa.schema(
+            [
+                pa.field("tenant_id", pa.string(), nullable=False),
+                pa.field("device_id", pa.string(), nullable=False),
+                pa.field("metric", pa.string(), nullable=False),
+                pa.field("unit", pa.string()),
+                pa.field("bucket_start", UTC_MICROS, nullable=False),
+                pa.field("bucket_date", pa.date32(), nullable=False),
+                pa.field("count", pa.int64(), nullable=False),
+                pa.field("sum", pa.float64(), nullable=False),
+                pa.field("sum_sq", pa.float64(), nullable=False),
+                pa.field("min", pa.float64(), nullable=False),
+                pa.field("max", pa.float64(), nullable=False),
+                pa.field("first_value", pa.float64(), nullable=False),
+                pa.field("first_time", UTC_MICROS, nullable=False),
+                pa.field("last_value", pa.float64(), nullable=False),
+                pa.field("last_time", UTC_MICROS, nullable=False),
+            ]
+        ),
+        partition_by=("bucket_date",),
+        key_columns=("device_id", "metric", "bucket_start"),
+        owner="dagster: rollups",
+        description=(
+            f"Gold: {bucket} mergeable aggregates per device x metric (count, sum, sum of "
+            f"squares, min, max, first, last), built from {built_from}; mean and standard "
+            "deviation are exact at every level."
+        ),
+    )
+
+
+TELEMETRY = TableSpec(
+    name="telemetry",
+    schema=pa.schema(
+        [
+            pa.field("tenant_id", pa.string(), nullable=False),
+            pa.field("device_id", pa.string(), nullable=False),
+            pa.field("device_type", pa.string()),
+            pa.field("metric", pa.string(), nullable=False),
+            pa.field("value", pa.float64(), nullable=False),
+            pa.field("unit", pa.string()),
+            pa.field("reported_value", pa.float64(), nullable=False),
+            pa.field("reported_unit", pa.string()),
+            pa.field("event_time", UTC_MICROS, nullable=False),
+            pa.field("event_date", pa.date32(), nullable=False),
+            pa.field("device_time", UTC_MICROS, nullable=False),
+            pa.field("ingest_time", UTC_MICROS, nullable=False),
+            pa.field("time_source", pa.string(), nullable=False),
+            pa.field("message_id", pa.string(), nullable=False),
+            pa.field("firmware", pa.string()),
+            pa.field("ingest_date", pa.date32(), nullable=False),
+        ]
+    ),
+    partition_by=("event_date",),
+    key_columns=("device_id", "message_id", "metric"),
+    owner="dagster: telemetry",
+    description=(
+        "Silver: one row per reading (long layout: device x metric x event time), decoded "
+        "from valid raw telemetry, deduplicated by (device_id, message_id), units "
+        "normalized; event_time is the device clock within the skew tolerance, else ingest."
+    ),
+)
+
+DEVICE_EVENTS = TableSpec(
+    name="device_events",
+    schema=pa.schema(
+        [
+            pa.field("tenant_id", pa.string(), nullable=False),
+            pa.field("device_id", pa.string(), nullable=False),
+            pa.field("event_type", pa.string(), nullable=False),
+            pa.field("status", pa.string()),
+            pa.field("firmware", pa.string()),
+            pa.field("command_id", pa.string()),
+            pa.field("details", pa.string()),
+            pa.field("event_time", UTC_MICROS, nullable=False),
+            pa.field("event_date", pa.date32(), nullable=False),
+            pa.field("device_time", UTC_MICROS, nullable=False),
+            pa.field("ingest_time", UTC_MICROS, nullable=False),
+            pa.field("time_source", pa.string(), nullable=False),
+            pa.field("message_id", pa.string(), nullable=False),
+            pa.field("ingest_date", pa.date32(), nullable=False),
+        ]
+    ),
+    partition_by=("event_date",),
+    key_columns=("device_id", "message_id"),
+    owner="dagster: device_events",
+    description=(
+        "Silver: device events and status changes (boot, crash, heartbeat, firmware, ack, "
+        "online/offline), typed and deduplicated by (device_id, message_id)."
+    ),
+)
+
+ROLLUP_1M = _rollup_spec("rollup_1m", "1-minute", "telemetry")
+ROLLUP_1H = _rollup_spec("rollup_1h", "1-hour", "rollup_1m")
+ROLLUP_1D = _rollup_spec("rollup_1d", "1-day", "rollup_1h")
+
+DEVICE_BASELINES = TableSpec(
+    name="device_baselines",
+    schema=pa.schema(
+        [
+            pa.field("tenant_id", pa.string(), nullable=False),
+            pa.field("device_id", pa.string(), nullable=False),
+            pa.field("metric", pa.string(), nullable=False),
+            pa.field("as_of_date", pa.date32(), nullable=False),
+            pa.field("window_days", pa.int32(), nullable=False),
+            pa.field("count", pa.int64(), nullable=False),
+            pa.field("mean", pa.float64(), nullable=False),
+            pa.field("stddev", pa.float64()),
+            pa.field("hour_of_day_mean", pa.list_(pa.float64()), nullable=False),
+            pa.field("hour_of_day_count", pa.list_(pa.int64()), nullable=False),
+            pa.field("trusted", pa.bool_(), nullable=False),
+        ]
+    ),
+    partition_by=("as_of_date",),
+    key_columns=("device_id", "metric", "as_of_date"),
+    owner="dagster: device_baselines",
+    description=(
+        "Per device x metric over a trailing window ending on as_of_date, from the hourly "
+        "rollups: mean, standard deviation, sample count and an hour-of-day profile; "
+        "trusted only above a minimum sample count."
+    ),
+)
+
+CATALOG: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        RAW_TELEMETRY,
+        TELEMETRY,
+        DEVICE_EVENTS,
+        ROLLUP_1M,
+        ROLLUP_1H,
+        ROLLUP_1D,
+        DEVICE_BASELINES,
+    )
+}
 
 # The quarantine (DLQ) is a view over raw rows that carry an error, not a second copy.
 QUARANTINE_VIEW = "quarantine"
