@@ -19,7 +19,7 @@ from types import FrameType
 
 from iot_lake.settings import BatchLimits
 from streaming.batch import RawBatch
-from streaming.housekeeping import compact_closed_partitions
+from streaming.housekeeping import compact_closed_partitions, compact_partition
 from streaming.landing import CommitOutcome, LandingWriter, Position
 from streaming.sources.base import Source
 from streaming.stats import ConsumerStats
@@ -39,7 +39,8 @@ class ConsumerOptions:
     max_payload_bytes: int = 64 * 1024
     stats_interval_s: float = 10.0
     stop_when_idle_s: float | None = None
-    compact_closed_partitions: bool = True
+    # Compact today's partition after this many commits (closed days once a day); None: never.
+    compact_every_commits: int | None = 250
 
 
 class Consumer:
@@ -58,6 +59,7 @@ class Consumer:
         self.stop_requested = threading.Event()
         self.stats = ConsumerStats(report=report)
         self._tidied_on: date | None = None
+        self._commits_since_compaction = 0
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT ask the loop to flush, commit and return."""
@@ -103,12 +105,19 @@ class Consumer:
     def _commit(self, batch: RawBatch, positions: list[Position]) -> CommitOutcome:
         """Commit a batch (on the committer thread), then compact closed partitions once a day."""
         outcome = self.writer.commit(batch, positions)
+        every = self.options.compact_every_commits
+        if every is None or outcome.already_landed:
+            return outcome
         today = datetime.now(UTC).date()
-        if self.options.compact_closed_partitions and self._tidied_on != today:
-            compacted = compact_closed_partitions(self.writer.table, today)
+        if self._tidied_on != today:
+            compacted = self.writer.with_table(lambda t: compact_closed_partitions(t, today))
             if compacted:
                 self.stats.report(f"consumer: compacted closed partitions {', '.join(compacted)}")
             self._tidied_on = today
+        self._commits_since_compaction += 1
+        if self._commits_since_compaction >= every:
+            self.writer.with_table(lambda t: compact_partition(t, today.isoformat()))
+            self._commits_since_compaction = 0
         return outcome
 
     def _finish(self, in_flight: _InFlight | None) -> None:

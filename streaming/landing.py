@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -24,6 +25,7 @@ from iot_lake.errors import CheckpointError
 from iot_lake.lake import Lake
 from streaming.batch import RawBatch
 
+T = TypeVar("T")
 POSITIONS_KEY = "iot_lake.positions"
 CONSUMER_KEY = "iot_lake.consumer"
 
@@ -104,6 +106,11 @@ class LandingWriter:
                 "sources from a known position (see the README, 'Resetting a source')."
             )
         return found
+
+    def with_table(self, work: Callable[[DeltaTable], T]) -> T:
+        """Run maintenance (compaction) on the table under the writer's lock."""
+        with self._lock:
+            return work(self.table)
 
     def commit(self, batch: RawBatch, positions: Sequence[Position]) -> CommitOutcome:
         """Land the batch and its positions atomically; idempotent for a replayed batch."""
