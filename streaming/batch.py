@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.wire import InspectedColumns, inspect_many
+from iot_lake.wire import IDENTITY_COLUMNS, InspectedColumns, inspect_many
 
 _SCHEMA = RAW_TELEMETRY.schema
+_STRING = pa.string()
 
 
 def now_micros() -> int:
@@ -34,15 +35,14 @@ class RawBatch:
         self.opened_at = time.monotonic()
         self.payload_bytes_total = 0
         self.invalid = 0
-        self._ingest_time: list[int] = []
-        self._topic: list[str | None] = []
-        self._position: list[str | None] = []
+        self._ingest_time: list[pa.Array] = []
+        self._positions: list[pa.Array] = []
         self._payload_bytes: list[int] = []
         self._payloads: list[bytes] = []
         self._inspected = InspectedColumns()
 
     def __len__(self) -> int:
-        return len(self._ingest_time)
+        return len(self._payloads)
 
     @property
     def age_s(self) -> float:
@@ -53,20 +53,21 @@ class RawBatch:
         self, topic: str | None, payload: bytes, ingest_micros: int, position: str | None
     ) -> None:
         """Check one message and keep it, valid or not."""
-        self.extend([topic], [payload], [ingest_micros], [position])
+        self.extend([topic], [payload], ingest_micros, [position])
 
     def extend(
         self,
-        topics: Sequence[str | None],
+        topics: Sequence[str | bytes | None],
         payloads: Sequence[bytes],
-        ingest_micros: Sequence[int],
-        positions: Sequence[str | None],
+        ingest_micros: Sequence[int] | int,
+        positions: Sequence[str | None] | pa.Array,
         claimed_devices: Sequence[str | None] | None = None,
     ) -> None:
         """Check many messages and keep them all, valid or not.
 
-        `claimed_devices`: per message, the device the transport vouches for besides the
-        topic (a Kinesis partition key), or None.
+        `ingest_micros` is one time for all or one per message; `positions` may come as an
+        Arrow string array (built vectorised by the source); `claimed_devices`: per message,
+        the device the transport vouches for besides the topic (a Kinesis partition key).
         """
         self.invalid += inspect_many(
             topics, payloads, self.max_payload_bytes, self._inspected, claimed_devices
@@ -74,32 +75,47 @@ class RawBatch:
         sizes = [len(payload) for payload in payloads]
         self._payload_bytes.extend(sizes)
         self.payload_bytes_total += sum(sizes)
-        self._ingest_time.extend(ingest_micros)
         self._payloads.extend(payloads)
-        self._topic.extend(topics)
-        self._position.extend(positions)
+        if isinstance(ingest_micros, int):
+            self._ingest_time.append(pa.repeat(pa.scalar(ingest_micros, pa.int64()), len(sizes)))
+        else:
+            self._ingest_time.append(pa.array(ingest_micros, pa.int64()))
+        self._positions.append(
+            positions if isinstance(positions, pa.Array) else pa.array(positions, _STRING)
+        )
 
-    def _payload_column(self, payloads: list[bytes]) -> pa.Array:
+    def _payload_column(self) -> pa.Array:
         """Payload text: the received bytes as one UTF-8 buffer, base64 only where not UTF-8."""
         inspected = self._inspected
         if inspected.not_utf8:
-            texts = [payload.decode(errors="replace") for payload in payloads]
+            texts = [payload.decode(errors="replace") for payload in self._payloads]
             for index, row in inspected.refused.items():
                 texts[index] = row.payload
-            return pa.array(texts, pa.string())
-        offsets = np.zeros(len(payloads) + 1, dtype=np.int64)
+            return pa.array(texts, _STRING)
+        offsets = np.zeros(len(self._payloads) + 1, dtype=np.int64)
         np.cumsum(self._payload_bytes, out=offsets[1:])
         column = pa.LargeStringArray.from_buffers(
-            len(payloads), pa.py_buffer(offsets), pa.py_buffer(b"".join(payloads))
+            len(self._payloads), pa.py_buffer(offsets), pa.py_buffer(b"".join(self._payloads))
         )
-        return column.cast(pa.string())
+        return column.cast(_STRING)
+
+    def _identity_columns(self) -> dict[str, pa.Array]:
+        """Topic, tenant, device and kind per row, taken from the batch's distinct topics."""
+        inspected = self._inspected
+        distinct, rows = np.unique(
+            np.asarray(inspected.topic_ids, dtype=np.int64), return_inverse=True
+        )
+        identities = [inspected.registry.identities[i] for i in distinct]
+        take = pa.array(rows.astype(np.int32))
+        return {
+            name: pa.array([identity[i] for identity in identities], _STRING).take(take)
+            for i, name in enumerate(IDENTITY_COLUMNS)
+        }
 
     def to_arrow(self) -> pa.Table:
         """The batch as an Arrow table in raw_telemetry's schema."""
         n = len(self)
-        ingest_time = pa.array(self._ingest_time, pa.int64()).cast(
-            _SCHEMA.field("ingest_time").type
-        )
+        ingest_time = _concat(self._ingest_time, pa.int64()).cast(_SCHEMA.field("ingest_time").type)
         inspected = self._inspected
         codes, details = inspected.error_columns()
         encodings = ["utf-8"] * n
@@ -108,18 +124,21 @@ class RawBatch:
         arrays = {
             "ingest_time": ingest_time,
             "ingest_date": pc.cast(ingest_time, pa.date32()),
-            "tenant_id": pa.array(inspected.tenant_id, pa.string()),
-            "device_id": pa.array(inspected.device_id, pa.string()),
-            "message_kind": pa.array(inspected.message_kind, pa.string()),
-            "message_id": pa.array(inspected.message_id, pa.string()),
-            "topic": pa.array(self._topic, pa.string()),
-            "source": pa.repeat(self.source, n),  # type: ignore[call-overload]
-            "source_position": pa.array(self._position, pa.string()),
-            "consumer_id": pa.repeat(self.consumer_id, n),  # type: ignore[call-overload]
-            "payload": self._payload_column(self._payloads),
-            "payload_encoding": pa.array(encodings, pa.string()),
+            **self._identity_columns(),
+            "message_id": pa.array(inspected.message_id, _STRING),
+            "source": pa.repeat(pa.scalar(self.source, _STRING), n),
+            "source_position": _concat(self._positions, _STRING),
+            "consumer_id": pa.repeat(pa.scalar(self.consumer_id, _STRING), n),
+            "payload": self._payload_column(),
+            "payload_encoding": pa.array(encodings, _STRING),
             "payload_bytes": pa.array(self._payload_bytes, pa.int32()),
-            "error_code": pa.array(codes, pa.string()),
-            "error_detail": pa.array(details, pa.string()),
+            "error_code": pa.array(codes, _STRING),
+            "error_detail": pa.array(details, _STRING),
         }
         return pa.Table.from_pydict(arrays, schema=_SCHEMA)
+
+
+def _concat(parts: list[pa.Array], type_: pa.DataType) -> pa.Array:
+    if not parts:
+        return pa.array([], type_)
+    return pa.concat_arrays([part.cast(type_) for part in parts])

@@ -102,8 +102,9 @@ class LandingWriter:
         if missing:
             raise CheckpointError(
                 f"raw_telemetry has transactions {sorted(missing)} but no commit in the retained "
-                "log carries their positions: the log was cleaned past them. Restart these "
-                "sources from a known position (see the README, 'Resetting a source')."
+                "log carries their positions: the log was cleaned past them. The consumer will "
+                "not guess (re-landing or skipping data); keep IOT_LAKE_LOG_RETENTION_HOURS at "
+                "least as long as the stream's retention (see the README, 'Checkpoints')."
             )
         return found
 

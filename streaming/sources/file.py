@@ -7,13 +7,16 @@ version), so a restarted consumer seeks there and lands every line exactly once.
 from __future__ import annotations
 
 import time
-from itertools import accumulate
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from streaming.batch import RawBatch, now_micros
 from streaming.landing import LandingWriter, Position
-from streaming.sources.base import split_frame
+from streaming.sources.base import FRAME_SEPARATOR
 
 READ_CHUNK_BYTES = 4 * 1024 * 1024
 
@@ -63,32 +66,34 @@ class FileSource:
 
     def _read_lines(self, max_records: int) -> list[bytes]:
         assert self._handle is not None
-        while self._pending.count(b"\n") < max_records:
+        chunks = [self._pending]
+        newlines = self._pending.count(b"\n")
+        while newlines < max_records:
             chunk = self._handle.read(READ_CHUNK_BYTES)
             if not chunk:
                 break
-            self._pending += chunk
-        *lines, rest = self._pending.split(b"\n")
-        if len(lines) > max_records:
-            rest = b"\n".join([*lines[max_records:], rest])
-            lines = lines[:max_records]
-        self._pending = rest
+            chunks.append(chunk)
+            newlines += chunk.count(b"\n")
+        lines = b"".join(chunks).split(b"\n", max_records)
+        self._pending = lines.pop()  # an incomplete last line, or lines beyond max_records
         return lines
 
     def _add(self, batch: RawBatch, lines: list[bytes]) -> None:
-        starts = list(accumulate((len(line) + 1 for line in lines), initial=self._offset))
-        offset = starts.pop()
+        sizes = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1
+        starts = np.cumsum(sizes) - sizes + self._offset
+        offset = int(starts[-1] + sizes[-1])
         if not self.follow and not self._pending and offset > self._end_of_file():
             offset -= 1  # the last line had no newline
         self._offset = offset
-        frames = [split_frame(line.removesuffix(b"\r")) for line in lines]
-        prefix = f"{self.path.name}@"
-        batch.extend(
-            [topic for topic, _ in frames],
-            [payload for _, payload in frames],
-            [now_micros()] * len(lines),
-            [f"{prefix}{start}" for start in starts],
+        frames = [line.partition(FRAME_SEPARATOR) for line in lines]
+        topics = [topic if separator else None for topic, separator, _ in frames]
+        payloads = [payload if separator else topic for topic, separator, payload in frames]
+        if any(payload.endswith(b"\r") for payload in payloads[-1:]):  # CRLF files
+            payloads = [payload.removesuffix(b"\r") for payload in payloads]
+        positions = pc.binary_join_element_wise(
+            f"{self.path.name}@", pa.array(starts).cast(pa.string()), ""
         )
+        batch.extend(topics, payloads, now_micros(), positions)
 
     def _end_of_file(self) -> int:
         assert self._handle is not None
