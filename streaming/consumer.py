@@ -25,6 +25,9 @@ from streaming.sources.base import Source
 from streaming.stats import ConsumerStats
 
 
+POLL_SLICE_S = 0.5
+
+
 @dataclass(frozen=True)
 class _InFlight:
     batch: RawBatch
@@ -140,7 +143,8 @@ class Consumer:
             room = max_records - len(batch)
             if room <= 0 or remaining_age <= 0 or batch.payload_bytes_total >= limits.max_bytes:
                 break
-            if not self.source.poll(batch, room, remaining_age):
+            # Short polls, so a stop request is seen within POLL_SLICE_S even when idle.
+            if not self.source.poll(batch, room, min(remaining_age, POLL_SLICE_S)):
                 return batch, True
         return batch, False
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,19 @@ def start_consumer(path, lake_root):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )  # fmt: skip
+
+
+def read_offset(pid, path):
+    """How far a process has read a file: the position of its descriptor (Linux /proc)."""
+    fds = Path(f"/proc/{pid}/fd")
+    for fd in fds.iterdir():
+        try:
+            if fd.readlink() == path:
+                fields = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text().split()
+                return int(fields[fields.index("pos:") + 1])
+        except OSError:
+            continue
+    return None
 
 
 def committed_offset(lake, app_id):
@@ -67,3 +81,26 @@ def test_kill_9_at_random_points_lands_every_line_exactly_once(lake, tmp_path):
     assert committed_offset(lake, app_id) == size
     assert raw.height == len(messages)
     assert raw["source_position"].n_unique() == len(messages)
+
+
+def test_sigterm_commits_the_open_batch_and_exits_0(lake, tmp_path):
+    messages = list(Fleet(FleetSpec(devices=20, seed=6)).messages(3000))
+    path = framed_file(tmp_path / "fleet.jsonl", messages)
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "iot_lake.cli", "consume",
+            "--source", f"file:{path}?follow=true", "--lake-root", lake.root,
+            "--max-records", "100000", "--max-age-s", "3600", "--stats-interval-s", "3600",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    # Everything is read into one open batch that only a stop will flush (no age, no size).
+    table_exists = wait_until(lambda: lake.open(RAW_TELEMETRY), 60, "the consumer to start")
+    assert table_exists is not None
+    assert lake.read(RAW_TELEMETRY).height == 0
+    size = path.stat().st_size
+    wait_until(lambda: read_offset(process.pid, path) == size, 60, "the whole file to be read")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0, process.stderr.read().decode() if process.stderr else ""
+    assert lake.read(RAW_TELEMETRY).height == len(messages)

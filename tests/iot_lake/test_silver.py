@@ -1,0 +1,428 @@
+from datetime import UTC, date, datetime, timedelta
+
+import orjson
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from iot_lake.catalog import DEVICE_EVENTS, TELEMETRY
+from iot_lake.metrics import metric_spec
+from iot_lake.silver import (
+    decode_device_events,
+    decode_telemetry,
+    empty_frame,
+    event_dates_touched,
+)
+from iot_lake.wire import topic_for
+from streaming.batch import RawBatch
+from streaming.simulator.fleet import Fleet, FleetSpec
+
+SKEW = timedelta(minutes=5)
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+LATENCY = timedelta(milliseconds=150)
+
+
+def ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def message(kind, fields, *, message_id="env-1-1", ts=T0, device="env-1", tenant="acme"):
+    """A (topic, payload) pair as a device publishes it."""
+    body = {"device_id": device, "message_id": message_id, "ts": ms(ts), **fields}
+    return topic_for(tenant, device, kind), orjson.dumps(body)
+
+
+def land(*received):
+    """raw_telemetry rows for (topic, payload, ingest time) triples, checked like the consumer."""
+    batch = RawBatch("test", "test-consumer", 64 * 1024)
+    for position, (topic, payload, ingest) in enumerate(received):
+        batch.add(topic, payload, int(ingest.timestamp() * 1_000_000), str(position))
+    return pl.from_arrow(batch.to_arrow())
+
+
+def at(pair, ingest):
+    return (*pair, ingest)
+
+
+def expected(spec, rows):
+    return pl.DataFrame(rows, schema=empty_frame(spec).schema)
+
+
+def reading(**columns):
+    """A telemetry row: env-1's first message at T0, received 150 ms later, plus `columns`."""
+    row = {
+        "tenant_id": "acme",
+        "device_id": "env-1",
+        "device_type": "env_sensor",
+        "metric": None,
+        "value": None,
+        "unit": None,
+        "reported_value": None,
+        "reported_unit": None,
+        "event_time": T0,
+        "event_date": date(2026, 11, 1),
+        "device_time": T0,
+        "ingest_time": T0 + LATENCY,
+        "time_source": "device",
+        "message_id": "env-1-1",
+        "firmware": "1.4.2",
+        "ingest_date": date(2026, 11, 1),
+    }
+    assert set(columns) <= set(row)
+    return {**row, **columns}
+
+
+def env_reading(metrics, units=None, **kwargs):
+    fields = {"type": "env_sensor", "fw": "1.4.2", "metrics": metrics}
+    if units is not None:
+        fields["units"] = units
+    return message("telemetry", fields, **kwargs)
+
+
+def assert_rows(actual, expected_frame):
+    assert_frame_equal(actual, expected_frame, check_row_order=False)
+
+
+def test_one_row_per_metric_with_units_normalized():
+    raw = land(
+        at(
+            env_reading(
+                {"temperature": 69.8, "humidity": 41, "co2": 412.5},
+                {"temperature": "degF", "humidity": "pct", "co2": "ppm"},
+            ),
+            T0 + LATENCY,
+        )
+    )
+    want = [
+        reading(
+            metric="temperature",
+            value=21.0,
+            unit="degC",
+            reported_value=69.8,
+            reported_unit="degF",
+        ),
+        reading(metric="humidity", value=41.0, unit="pct", reported_value=41.0, reported_unit="pct"),
+        reading(metric="co2", value=412.5, unit="ppm", reported_value=412.5, reported_unit="ppm"),
+    ]
+    assert_rows(decode_telemetry(raw, SKEW), expected(TELEMETRY, want))
+
+
+def test_missing_and_unknown_units():
+    raw = land(
+        at(
+            env_reading({"temperature": 500.0, "pressure": 1013.2, "co2": 400}, {"temperature": "R"}),
+            T0 + LATENCY,
+        )
+    )
+    want = [
+        reading(metric="temperature", value=500.0, unit="R", reported_value=500.0, reported_unit="R"),
+        reading(metric="pressure", value=1013.2, unit="hPa", reported_value=1013.2),
+        reading(metric="co2", value=400.0, reported_value=400.0),
+    ]
+    assert_rows(decode_telemetry(raw, SKEW), expected(TELEMETRY, want))
+
+
+@pytest.mark.parametrize(
+    ("device_ahead", "time_source"),
+    [
+        (timedelta(minutes=4, seconds=59), "device"),
+        (timedelta(minutes=-5), "device"),
+        (timedelta(minutes=5, milliseconds=151), "ingest"),
+        (timedelta(hours=-3), "ingest"),
+    ],
+    ids=["ahead-within", "behind-at-tolerance", "ahead-beyond", "behind-beyond"],
+)
+def test_event_time_rule(device_ahead, time_source):
+    ingest = T0 + LATENCY
+    device_time = T0 + device_ahead
+    raw = land(at(env_reading({"humidity": 40}, ts=device_time), ingest))
+    event_time = device_time if time_source == "device" else ingest
+    want = reading(
+        metric="humidity",
+        value=40.0,
+        reported_value=40.0,
+        unit="pct",
+        device_time=device_time,
+        event_time=event_time,
+        event_date=event_time.date(),
+        time_source=time_source,
+    )
+    assert_rows(decode_telemetry(raw, SKEW), expected(TELEMETRY, [want]))
+
+
+def test_late_data_lands_in_its_old_event_date():
+    sampled = datetime(2026, 10, 30, 23, 59, 50, tzinfo=UTC)
+    flushed = datetime(2026, 11, 1, 0, 0, 5, tzinfo=UTC)
+    raw = land(
+        at(env_reading({"humidity": 40}, message_id="env-1-7", ts=sampled), flushed),
+        at(env_reading({"humidity": 41}, message_id="env-1-9", ts=flushed), flushed),
+    )
+    common = {"metric": "humidity", "unit": "pct", "ingest_time": flushed}
+    want = [
+        reading(
+            **common,
+            value=40.0,
+            reported_value=40.0,
+            message_id="env-1-7",
+            device_time=sampled,
+            event_time=sampled,
+            event_date=date(2026, 10, 30),
+        ),
+        reading(
+            **common,
+            value=41.0,
+            reported_value=41.0,
+            message_id="env-1-9",
+            device_time=flushed,
+            event_time=flushed,
+        ),
+    ]
+    assert_rows(decode_telemetry(raw, timedelta(days=3)), expected(TELEMETRY, want))
+
+
+def test_duplicates_keep_the_earliest_ingest():
+    pair = env_reading({"humidity": 40})
+    raw = land(
+        at(pair, T0 + timedelta(seconds=9)),
+        at(pair, T0 + LATENCY),
+        at(pair, T0 + timedelta(seconds=3)),
+    )
+    want = reading(metric="humidity", value=40.0, reported_value=40.0, unit="pct")
+    assert_rows(decode_telemetry(raw, SKEW), expected(TELEMETRY, [want]))
+
+
+def test_invalid_rows_and_other_kinds_are_ignored():
+    ingest = T0 + LATENCY
+    topic, _ = env_reading({"humidity": 40})
+    raw = land(
+        at(env_reading({"humidity": 40}), ingest),
+        (topic, b'{"device_id": "env-1", "message_id": "env-1-2", ', ingest),
+        at(env_reading({"humidity": "wet"}, message_id="env-1-3"), ingest),
+        at(env_reading({"humidity": 40}, message_id="env-2-1", device="env-2"), ingest),
+        at(message("events", {"event": "boot"}, message_id="env-1-4"), ingest),
+        at(message("status", {"status": "online"}, message_id="env-1-5"), ingest),
+    )
+    raw = raw.with_columns(  # the spoof: env-2's reading published on env-1's topic
+        topic=pl.when(pl.col("device_id") == "env-2").then(pl.lit(topic)).otherwise("topic")
+    )
+    assert raw.get_column("error_code").drop_nulls().to_list() == ["undecodable", "wrong_type"]
+    want = reading(metric="humidity", value=40.0, reported_value=40.0, unit="pct")
+    assert_rows(decode_telemetry(raw, SKEW), expected(TELEMETRY, [want]))
+
+
+def test_identity_mismatch_is_ignored():
+    topic, _ = env_reading({"humidity": 40})
+    _, spoofed = env_reading({"humidity": 40}, device="env-2")
+    raw = land((topic, spoofed, T0))
+    assert raw.get_column("error_code").to_list() == ["identity_mismatch"]
+    assert_rows(decode_telemetry(raw, SKEW), empty_frame(TELEMETRY))
+
+
+def test_nothing_to_decode_gives_empty_tables():
+    raw = land(at(message("events", {"event": "boot"}), T0))
+    assert_rows(decode_telemetry(raw, SKEW), empty_frame(TELEMETRY))
+    assert_rows(decode_device_events(raw.clear(), SKEW), empty_frame(DEVICE_EVENTS))
+
+
+def test_names_differing_only_in_case_are_distinct_metrics():
+    raw = land(
+        at(env_reading({"Temp": 1.5}, message_id="env-1-1"), T0 + LATENCY),
+        at(env_reading({"temp": 2.5, "TEMP": 3.5}, message_id="env-1-2"), T0 + LATENCY),
+    )
+    decoded = decode_telemetry(raw, SKEW).select("message_id", "metric", "value")
+    want = pl.DataFrame(
+        {
+            "message_id": ["env-1-1", "env-1-2", "env-1-2"],
+            "metric": ["Temp", "temp", "TEMP"],
+            "value": [1.5, 2.5, 3.5],
+        }
+    )
+    assert_rows(decoded, want)
+
+
+def test_odd_but_valid_payloads_decode():
+    """Fields the wire checks leave free (type, unit values, ts range) never fail a batch."""
+    far_future = 10**17
+    topic, _ = env_reading({})
+    body = {
+        "device_id": "env-1",
+        "message_id": "env-1-1",
+        "ts": far_future,
+        "type": {"model": "x"},
+        "metrics": {"humidity": 40},
+        "units": {"humidity": ["pct"]},
+    }
+    raw = land((topic, orjson.dumps(body), T0))
+    want = reading(
+        metric="humidity",
+        value=40.0,
+        unit='["pct"]',
+        reported_value=40.0,
+        reported_unit='["pct"]',
+        device_type='{"model":"x"}',
+        firmware=None,
+        device_time=datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC),
+        event_time=T0,
+        ingest_time=T0,
+        time_source="ingest",
+    )
+    assert_rows(decode_telemetry(raw, SKEW), expected(TELEMETRY, [want]))
+
+
+def event(**columns):
+    row = {
+        "tenant_id": "acme",
+        "device_id": "env-1",
+        "event_type": None,
+        "status": None,
+        "firmware": None,
+        "command_id": None,
+        "details": None,
+        "event_time": T0,
+        "event_date": date(2026, 11, 1),
+        "device_time": T0,
+        "ingest_time": T0 + LATENCY,
+        "time_source": "device",
+        "message_id": None,
+        "ingest_date": date(2026, 11, 1),
+    }
+    assert set(columns) <= set(row)
+    return {**row, **columns}
+
+
+def test_device_events_decode():
+    sent = [
+        ("status", {"status": "online"}),
+        ("events", {"event": "boot", "reason": "power_on"}),
+        ("events", {"event": "firmware", "version": "2.1.0"}),
+        ("events", {"event": "heartbeat", "uptime_s": 60}),
+        ("events", {"event": "crash", "code": "watchdog_reset"}),
+        ("events", {"event": "ack", "command_id": "cmd-9", "result": "ok", "version": "x"}),
+        ("status", {"status": "offline", "reason": "connection_lost"}),
+        ("telemetry", {"metrics": {"humidity": 40}}),
+    ]
+    raw = land(
+        *(
+            at(message(kind, fields, message_id=f"env-1-{n}"), T0 + LATENCY)
+            for n, (kind, fields) in enumerate(sent)
+        ),
+        at(message("events", {"event": "boot", "reason": "power_on"}, message_id="env-1-1"), T0),
+    )
+    want = [
+        event(message_id="env-1-0", event_type="status", status="online"),
+        event(
+            message_id="env-1-1",
+            event_type="boot",
+            details='{"reason":"power_on"}',
+            ingest_time=T0,
+        ),
+        event(message_id="env-1-2", event_type="firmware", firmware="2.1.0"),
+        event(message_id="env-1-3", event_type="heartbeat", details='{"uptime_s":60}'),
+        event(message_id="env-1-4", event_type="crash", details='{"code":"watchdog_reset"}'),
+        event(
+            message_id="env-1-5",
+            event_type="ack",
+            command_id="cmd-9",
+            details='{"result":"ok","version":"x"}',
+        ),
+        event(
+            message_id="env-1-6",
+            event_type="status",
+            status="offline",
+            details='{"reason":"connection_lost"}',
+        ),
+    ]
+    assert_rows(decode_device_events(raw, SKEW), expected(DEVICE_EVENTS, want))
+
+
+def test_device_events_use_the_event_time_rule():
+    skewed = T0 + timedelta(hours=2)
+    raw = land(at(message("status", {"status": "online"}, ts=skewed), T0))
+    want = event(
+        message_id="env-1-1",
+        event_type="status",
+        status="online",
+        device_time=skewed,
+        ingest_time=T0,
+        time_source="ingest",
+    )
+    assert_rows(decode_device_events(raw, SKEW), expected(DEVICE_EVENTS, [want]))
+
+
+def test_event_dates_touched():
+    flushed = datetime(2026, 11, 2, 0, 10, tzinfo=UTC)
+    day1 = datetime(2026, 11, 1, 23, 0, tzinfo=UTC)
+    raw = land(
+        at(env_reading({"humidity": 1}, message_id="env-1-1", ts=day1), flushed),
+        at(env_reading({"humidity": 1}, message_id="env-1-2", ts=day1 + timedelta(hours=0.5)), flushed),
+        at(env_reading({"humidity": 1}, message_id="env-1-2", ts=day1 + timedelta(hours=0.5)), flushed),
+        at(env_reading({"humidity": 1}, message_id="env-1-3", ts=flushed), flushed),
+        at(message("status", {"status": "online"}, message_id="env-1-4", ts=flushed), flushed),
+        at(env_reading({"humidity": 1}, message_id="env-2-1", device="env-2", ts=flushed), flushed),
+    )
+    want = pl.DataFrame(
+        {
+            "table": ["device_events", "telemetry", "telemetry", "telemetry"],
+            "event_date": [date(2026, 11, 2), date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 2)],
+            "tenant_id": ["acme"] * 4,
+            "device_id": ["env-1", "env-1", "env-1", "env-2"],
+            "messages": [1, 2, 1, 1],
+            "first_ingest_time": [flushed] * 4,
+            "last_ingest_time": [flushed] * 4,
+            "max_lateness": [timedelta(0), timedelta(hours=1, minutes=10), timedelta(0), timedelta(0)],
+            "mean_lateness": [timedelta(0), timedelta(minutes=55), timedelta(0), timedelta(0)],
+        },
+        schema_overrides={
+            "first_ingest_time": pl.Datetime("us", "UTC"),
+            "last_ingest_time": pl.Datetime("us", "UTC"),
+            "max_lateness": pl.Duration("us"),
+            "mean_lateness": pl.Duration("us"),
+        },
+    )
+    assert_frame_equal(event_dates_touched(raw, timedelta(days=2)), want)
+
+
+def test_simulated_fleet_decodes_every_reading_once():
+    """Every metric of every valid, unique telemetry message, converted as the catalog says."""
+    messages = list(Fleet(FleetSpec(devices=30)).messages(5000))
+    ingest_us = [m.sim_ms * 1000 + 150_000 for m in messages]
+    batch = RawBatch("sim", "test", 64 * 1024)
+    batch.extend([m.topic for m in messages], [m.payload for m in messages], ingest_us, [None] * 5000)
+    decoded = decode_telemetry(pl.from_arrow(batch.to_arrow()), SKEW)
+
+    rows, seen = [], set()
+    for m, ingest in zip(messages, ingest_us, strict=True):
+        body = orjson.loads(m.payload) if m.expected_error is None else None
+        if m.kind != "telemetry" or body is None or (m.device_id, body["message_id"]) in seen:
+            continue
+        seen.add((m.device_id, body["message_id"]))
+        device_us = body["ts"] * 1000
+        trusted = abs(device_us - ingest) <= SKEW / timedelta(microseconds=1)
+        for metric, reported in body["metrics"].items():
+            unit = body["units"][metric]
+            spec = metric_spec(metric)
+            value, canonical = spec.to_canonical(reported, unit) if spec else (reported, unit)
+            rows.append(
+                (m.device_id, body["message_id"], metric, value, canonical, unit,
+                 device_us if trusted else ingest, "device" if trusted else "ingest")
+            )  # fmt: skip
+    want = pl.DataFrame(
+        rows,
+        schema={
+            "device_id": pl.String,
+            "message_id": pl.String,
+            "metric": pl.String,
+            "value": pl.Float64,
+            "unit": pl.String,
+            "reported_unit": pl.String,
+            "event_time": pl.Int64,
+            "time_source": pl.String,
+        },
+        orient="row",
+    ).with_columns(pl.col("event_time").cast(pl.Datetime("us", "UTC")))
+    assert decoded.height == sum(len(orjson.loads(m.payload)["metrics"]) for m in messages
+                                 if m.kind == "telemetry" and m.expected_error is None
+                                 and m.fault != "duplicate")  # fmt: skip
+    assert_rows(decoded.select(want.columns), want)
+    assert set(decoded.get_column("time_source")) == {"device", "ingest"}
+    assert "degF" in set(decoded.get_column("reported_unit"))
