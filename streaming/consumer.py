@@ -24,7 +24,6 @@ from streaming.landing import CommitOutcome, LandingWriter, Position
 from streaming.sources.base import Source
 from streaming.stats import ConsumerStats
 
-
 POLL_SLICE_S = 0.5
 
 

@@ -91,10 +91,15 @@ class Device:
         self.seq += 1
         return f"{self.device_id}-{self.seq}"
 
-    def reading(self, rng: random.Random, sim_ms: int, spike: bool) -> dict[str, float]:
-        """Metric values at a simulated time: daily cycle, noise, slow drift, rare spikes."""
+    def reading(
+        self, rng: random.Random, sim_ms: int, elapsed_ms: int, spike: bool
+    ) -> dict[str, float]:
+        """Metric values at a simulated time: daily cycle, noise, slow drift, rare spikes.
+
+        Drift grows with `elapsed_ms`, the simulated time since the fleet started.
+        """
         day_fraction = (sim_ms / 86_400_000.0) % 1.0
-        days = sim_ms / 86_400_000.0
+        days = elapsed_ms / 86_400_000.0
         values: dict[str, float] = {}
         for name, model in self.device_type.metrics.items():
             cycle = math.sin(2 * math.pi * (day_fraction + self.phase))

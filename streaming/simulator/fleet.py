@@ -207,7 +207,7 @@ class Fleet:
             "ts": self.sim_ms + device.clock_skew_ms,
             "type": device.device_type.name,
             "fw": device.firmware,
-            "metrics": device.reading(self.rng, self.sim_ms, spike),
+            "metrics": device.reading(self.rng, self.sim_ms, self.sim_ms - self.start_ms, spike),
             "units": device.units(),
         }
         return _dumps(body)

@@ -20,10 +20,11 @@ from streaming.simulator.fleet import Fleet, FleetSpec
 SKEW = timedelta(minutes=5)
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 LATENCY = timedelta(milliseconds=150)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def ms(t: datetime) -> int:
-    return int(t.timestamp() * 1000)
+    return (t - EPOCH) // timedelta(milliseconds=1)
 
 
 def message(kind, fields, *, message_id="env-1-1", ts=T0, device="env-1", tenant="acme"):
@@ -36,7 +37,7 @@ def land(*received):
     """raw_telemetry rows for (topic, payload, ingest time) triples, checked like the consumer."""
     batch = RawBatch("test", "test-consumer", 64 * 1024)
     for position, (topic, payload, ingest) in enumerate(received):
-        batch.add(topic, payload, int(ingest.timestamp() * 1_000_000), str(position))
+        batch.add(topic, payload, (ingest - EPOCH) // timedelta(microseconds=1), str(position))
     return pl.from_arrow(batch.to_arrow())
 
 
@@ -101,7 +102,9 @@ def test_one_row_per_metric_with_units_normalized():
             reported_value=69.8,
             reported_unit="degF",
         ),
-        reading(metric="humidity", value=41.0, unit="pct", reported_value=41.0, reported_unit="pct"),
+        reading(
+            metric="humidity", value=41.0, unit="pct", reported_value=41.0, reported_unit="pct"
+        ),
         reading(metric="co2", value=412.5, unit="ppm", reported_value=412.5, reported_unit="ppm"),
     ]
     assert_rows(decode_telemetry(raw, SKEW), expected(TELEMETRY, want))
@@ -110,12 +113,16 @@ def test_one_row_per_metric_with_units_normalized():
 def test_missing_and_unknown_units():
     raw = land(
         at(
-            env_reading({"temperature": 500.0, "pressure": 1013.2, "co2": 400}, {"temperature": "R"}),
+            env_reading(
+                {"temperature": 500.0, "pressure": 1013.2, "co2": 400}, {"temperature": "R"}
+            ),
             T0 + LATENCY,
         )
     )
     want = [
-        reading(metric="temperature", value=500.0, unit="R", reported_value=500.0, reported_unit="R"),
+        reading(
+            metric="temperature", value=500.0, unit="R", reported_value=500.0, reported_unit="R"
+        ),
         reading(metric="pressure", value=1013.2, unit="hPa", reported_value=1013.2),
         reading(metric="co2", value=400.0, reported_value=400.0),
     ]
@@ -127,14 +134,14 @@ def test_missing_and_unknown_units():
     [
         (timedelta(minutes=4, seconds=59), "device"),
         (timedelta(minutes=-5), "device"),
-        (timedelta(minutes=5, milliseconds=151), "ingest"),
+        (timedelta(minutes=5, milliseconds=1), "ingest"),
         (timedelta(hours=-3), "ingest"),
     ],
     ids=["ahead-within", "behind-at-tolerance", "ahead-beyond", "behind-beyond"],
 )
 def test_event_time_rule(device_ahead, time_source):
     ingest = T0 + LATENCY
-    device_time = T0 + device_ahead
+    device_time = ingest + device_ahead
     raw = land(at(env_reading({"humidity": 40}, ts=device_time), ingest))
     event_time = device_time if time_source == "device" else ingest
     want = reading(
@@ -180,6 +187,23 @@ def test_late_data_lands_in_its_old_event_date():
     assert_rows(decode_telemetry(raw, timedelta(days=3)), expected(TELEMETRY, want))
 
 
+@pytest.mark.parametrize(
+    ("device_ahead", "time_source"),
+    [
+        (timedelta(hours=-30), "device"),
+        (timedelta(days=-3, seconds=-1), "ingest"),
+        (timedelta(minutes=5), "device"),
+        (timedelta(minutes=6), "ingest"),
+    ],
+    ids=["behind-within-lateness", "behind-beyond-lateness", "ahead-within", "ahead-beyond"],
+)
+def test_max_lateness_widens_the_window_behind_ingest_only(device_ahead, time_source):
+    ingest = T0 + LATENCY
+    raw = land(at(env_reading({"humidity": 40}, ts=ingest + device_ahead), ingest))
+    decoded = decode_telemetry(raw, SKEW, max_lateness=timedelta(days=3))
+    assert decoded.get_column("time_source").to_list() == [time_source]
+
+
 def test_duplicates_keep_the_earliest_ingest():
     pair = env_reading({"humidity": 40})
     raw = land(
@@ -191,31 +215,32 @@ def test_duplicates_keep_the_earliest_ingest():
     assert_rows(decode_telemetry(raw, SKEW), expected(TELEMETRY, [want]))
 
 
+def test_lazy_input_decodes_the_same():
+    raw = land(
+        at(env_reading({"humidity": 40}), T0 + LATENCY),
+        at(message("events", {"event": "boot"}, message_id="env-1-2"), T0 + LATENCY),
+    )
+    assert_frame_equal(decode_telemetry(raw.lazy(), SKEW), decode_telemetry(raw, SKEW))
+    assert_frame_equal(decode_device_events(raw.lazy(), SKEW), decode_device_events(raw, SKEW))
+    assert_frame_equal(event_dates_touched(raw.lazy(), SKEW), event_dates_touched(raw, SKEW))
+
+
 def test_invalid_rows_and_other_kinds_are_ignored():
     ingest = T0 + LATENCY
     topic, _ = env_reading({"humidity": 40})
+    _, spoofed = env_reading({"humidity": 40}, message_id="env-2-1", device="env-2")
     raw = land(
         at(env_reading({"humidity": 40}), ingest),
         (topic, b'{"device_id": "env-1", "message_id": "env-1-2", ', ingest),
         at(env_reading({"humidity": "wet"}, message_id="env-1-3"), ingest),
-        at(env_reading({"humidity": 40}, message_id="env-2-1", device="env-2"), ingest),
+        (topic, spoofed, ingest),
         at(message("events", {"event": "boot"}, message_id="env-1-4"), ingest),
         at(message("status", {"status": "online"}, message_id="env-1-5"), ingest),
     )
-    raw = raw.with_columns(  # the spoof: env-2's reading published on env-1's topic
-        topic=pl.when(pl.col("device_id") == "env-2").then(pl.lit(topic)).otherwise("topic")
-    )
-    assert raw.get_column("error_code").drop_nulls().to_list() == ["undecodable", "wrong_type"]
+    errors = raw.get_column("error_code").drop_nulls().to_list()
+    assert errors == ["undecodable", "wrong_type", "identity_mismatch"]
     want = reading(metric="humidity", value=40.0, reported_value=40.0, unit="pct")
     assert_rows(decode_telemetry(raw, SKEW), expected(TELEMETRY, [want]))
-
-
-def test_identity_mismatch_is_ignored():
-    topic, _ = env_reading({"humidity": 40})
-    _, spoofed = env_reading({"humidity": 40}, device="env-2")
-    raw = land((topic, spoofed, T0))
-    assert raw.get_column("error_code").to_list() == ["identity_mismatch"]
-    assert_rows(decode_telemetry(raw, SKEW), empty_frame(TELEMETRY))
 
 
 def test_nothing_to_decode_gives_empty_tables():
@@ -354,8 +379,14 @@ def test_event_dates_touched():
     day1 = datetime(2026, 11, 1, 23, 0, tzinfo=UTC)
     raw = land(
         at(env_reading({"humidity": 1}, message_id="env-1-1", ts=day1), flushed),
-        at(env_reading({"humidity": 1}, message_id="env-1-2", ts=day1 + timedelta(hours=0.5)), flushed),
-        at(env_reading({"humidity": 1}, message_id="env-1-2", ts=day1 + timedelta(hours=0.5)), flushed),
+        at(
+            env_reading({"humidity": 1}, message_id="env-1-2", ts=day1 + timedelta(hours=0.5)),
+            flushed,
+        ),
+        at(
+            env_reading({"humidity": 1}, message_id="env-1-2", ts=day1 + timedelta(hours=0.5)),
+            flushed,
+        ),
         at(env_reading({"humidity": 1}, message_id="env-1-3", ts=flushed), flushed),
         at(message("status", {"status": "online"}, message_id="env-1-4", ts=flushed), flushed),
         at(env_reading({"humidity": 1}, message_id="env-2-1", device="env-2", ts=flushed), flushed),
@@ -363,13 +394,23 @@ def test_event_dates_touched():
     want = pl.DataFrame(
         {
             "table": ["device_events", "telemetry", "telemetry", "telemetry"],
-            "event_date": [date(2026, 11, 2), date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 2)],
+            "event_date": [
+                date(2026, 11, 2),
+                date(2026, 11, 1),
+                date(2026, 11, 2),
+                date(2026, 11, 2),
+            ],
             "tenant_id": ["acme"] * 4,
             "device_id": ["env-1", "env-1", "env-1", "env-2"],
             "messages": [1, 2, 1, 1],
             "first_ingest_time": [flushed] * 4,
             "last_ingest_time": [flushed] * 4,
-            "max_lateness": [timedelta(0), timedelta(hours=1, minutes=10), timedelta(0), timedelta(0)],
+            "max_lateness": [
+                timedelta(0),
+                timedelta(hours=1, minutes=10),
+                timedelta(0),
+                timedelta(0),
+            ],
             "mean_lateness": [timedelta(0), timedelta(minutes=55), timedelta(0), timedelta(0)],
         },
         schema_overrides={
@@ -382,47 +423,55 @@ def test_event_dates_touched():
     assert_frame_equal(event_dates_touched(raw, timedelta(days=2)), want)
 
 
-def test_simulated_fleet_decodes_every_reading_once():
-    """Every metric of every valid, unique telemetry message, converted as the catalog says."""
-    messages = list(Fleet(FleetSpec(devices=30)).messages(5000))
-    ingest_us = [m.sim_ms * 1000 + 150_000 for m in messages]
-    batch = RawBatch("sim", "test", 64 * 1024)
-    batch.extend([m.topic for m in messages], [m.payload for m in messages], ingest_us, [None] * 5000)
-    decoded = decode_telemetry(pl.from_arrow(batch.to_arrow()), SKEW)
-
+def expected_readings(messages, ingest_us):
+    """The oracle: decode with orjson, dedupe with a set, convert with the scalar catalog."""
     rows, seen = [], set()
-    for m, ingest in zip(messages, ingest_us, strict=True):
-        body = orjson.loads(m.payload) if m.expected_error is None else None
-        if m.kind != "telemetry" or body is None or (m.device_id, body["message_id"]) in seen:
+    for sent, ingest in zip(messages, ingest_us, strict=True):
+        if sent.kind != "telemetry" or sent.expected_error is not None:
             continue
-        seen.add((m.device_id, body["message_id"]))
+        body = orjson.loads(sent.payload)
+        key = (sent.device_id, body["message_id"])
+        if key in seen:
+            continue
+        seen.add(key)
         device_us = body["ts"] * 1000
         trusted = abs(device_us - ingest) <= SKEW / timedelta(microseconds=1)
         for metric, reported in body["metrics"].items():
             unit = body["units"][metric]
             spec = metric_spec(metric)
             value, canonical = spec.to_canonical(reported, unit) if spec else (reported, unit)
-            rows.append(
-                (m.device_id, body["message_id"], metric, value, canonical, unit,
-                 device_us if trusted else ingest, "device" if trusted else "ingest")
-            )  # fmt: skip
-    want = pl.DataFrame(
-        rows,
-        schema={
-            "device_id": pl.String,
-            "message_id": pl.String,
-            "metric": pl.String,
-            "value": pl.Float64,
-            "unit": pl.String,
-            "reported_unit": pl.String,
-            "event_time": pl.Int64,
-            "time_source": pl.String,
-        },
-        orient="row",
-    ).with_columns(pl.col("event_time").cast(pl.Datetime("us", "UTC")))
-    assert decoded.height == sum(len(orjson.loads(m.payload)["metrics"]) for m in messages
-                                 if m.kind == "telemetry" and m.expected_error is None
-                                 and m.fault != "duplicate")  # fmt: skip
+            event_us, source = (device_us, "device") if trusted else (ingest, "ingest")
+            rows.append((*key, metric, value, canonical, unit, event_us, source))
+    schema = {
+        "device_id": pl.String,
+        "message_id": pl.String,
+        "metric": pl.String,
+        "value": pl.Float64,
+        "unit": pl.String,
+        "reported_unit": pl.String,
+        "event_time": pl.Int64,
+        "time_source": pl.String,
+    }
+    frame = pl.DataFrame(rows, schema=schema, orient="row")
+    return frame.with_columns(pl.col("event_time").cast(pl.Datetime("us", "UTC")))
+
+
+def test_simulated_fleet_decodes_every_reading_once():
+    messages = list(Fleet(FleetSpec(devices=30)).messages(5000))
+    ingest_us = [sent.sim_ms * 1000 + 150_000 for sent in messages]
+    batch = RawBatch("sim", "test", 64 * 1024)
+    batch.extend(
+        [m.topic for m in messages], [m.payload for m in messages], ingest_us, [None] * 5000
+    )
+    decoded = decode_telemetry(pl.from_arrow(batch.to_arrow()), SKEW)
+
+    unique_valid = [
+        orjson.loads(sent.payload)
+        for sent in messages
+        if sent.kind == "telemetry" and sent.expected_error is None and sent.fault != "duplicate"
+    ]
+    assert decoded.height == sum(len(body["metrics"]) for body in unique_valid)
+    want = expected_readings(messages, ingest_us)
     assert_rows(decoded.select(want.columns), want)
     assert set(decoded.get_column("time_source")) == {"device", "ingest"}
     assert "degF" in set(decoded.get_column("reported_unit"))

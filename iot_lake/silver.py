@@ -1,0 +1,334 @@
+"""Silver: raw_telemetry rows decoded into telemetry readings and device events.
+
+Pure functions over polars frames (no Dagster, no lake I/O), so an asset, a backfill and
+a replay after a decoder fix all run the same code. Every function takes raw rows in
+RAW_TELEMETRY's schema, eager or lazy, and:
+
+- keeps valid rows only (`error_code` null; the quarantine is replayed by fixing the
+  consumer's checks and re-landing, not by decoding around them here);
+- deduplicates by (device_id, message_id), keeping the earliest ingest: MQTT delivers at
+  least once and its duplicates are byte-identical, so any copy decodes the same;
+- applies the event-time rule of contract 4 (`with_event_time`).
+
+Payload JSON is decoded by DuckDB's `from_json` inside the process, not by polars:
+measured on 822k simulator messages (2 cores) it takes 1.8 s against 3.5 s for polars'
+`str.json_decode` with the same explicit schema, and it lists the open-ended metric
+names (`json_keys`) in 0.7 s against 4.7 s for `json_path_match`. It is also lenient
+where polars fails the whole batch: a nested object where a string is expected becomes
+that object's JSON text, a `ts` beyond 64 bits becomes null. Rows come back in input
+order (`preserve_insertion_order`), so decoded columns line up with the messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+
+import duckdb
+import orjson
+import polars as pl
+
+from iot_lake.catalog import DEVICE_EVENTS, TELEMETRY, TableSpec
+from iot_lake.metrics import canonical_columns
+
+RawFrame = pl.DataFrame | pl.LazyFrame
+
+_MESSAGE_COLUMNS = (
+    "tenant_id",
+    "device_id",
+    "message_kind",
+    "message_id",
+    "ingest_time",
+    "ingest_date",
+    "payload",
+)
+# Epoch milliseconds a Datetime("us") and every Delta reader can hold: years 1 to 9999.
+_MIN_TS_MS = -62_135_596_800_000
+_MAX_TS_MS = 253_402_300_799_999
+# In-process DuckDB: a quarter of the memory at most (its default is 80%), input order kept.
+_DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "memory_limit": "25%",
+    "preserve_insertion_order": True,
+}
+_COMMON_FIELDS = ("device_id", "message_id", "ts")
+
+
+def decode_telemetry(
+    raw: RawFrame, skew_tolerance: timedelta, *, max_lateness: timedelta | None = None
+) -> pl.DataFrame:
+    """One telemetry row per (message, metric), in TELEMETRY's schema (the long layout).
+
+    Metric names are open-ended: each batch's names are read from the payloads first, so
+    a metric never seen before flows through with no code or catalog change. Event time
+    is settled per message, before the message fans out into its readings.
+    """
+    messages = unique_messages(raw, ("telemetry",))
+    if messages.is_empty():
+        return empty_frame(TELEMETRY)
+    names = _metric_names(messages)
+    header, values, units = _decode_telemetry_payloads(messages, names)
+    timed = pl.concat([messages.drop("payload", "message_kind"), header], how="horizontal")
+    timed = with_event_time(timed.lazy(), skew_tolerance, max_lateness).collect()
+    readings = pl.concat(
+        [_metric_readings(timed, name, values[name], units[name]) for name in names]
+    ).collect()
+    return conform(readings.rename({"fw": "firmware", "type": "device_type"}), TELEMETRY)
+
+
+def decode_device_events(
+    raw: RawFrame, skew_tolerance: timedelta, *, max_lateness: timedelta | None = None
+) -> pl.DataFrame:
+    """One row per event or status message, in DEVICE_EVENTS's schema.
+
+    `event_type` is the `event` field, or "status" for status messages; `firmware` is the
+    `version` of a firmware event; `command_id` is taken from any event that has one (acks).
+    `details` holds the payload's remaining fields as compact JSON (null when none remain):
+    what is already a column is not repeated, and nothing else is lost.
+    """
+    messages = unique_messages(raw, ("events", "status"))
+    if messages.is_empty():
+        return empty_frame(DEVICE_EVENTS)
+    fields = _decode_event_payloads(messages)
+    events = pl.concat([messages, fields], how="horizontal").lazy()
+    is_status = pl.col("message_kind") == "status"
+    events = events.with_columns(
+        event_type=pl.when(is_status).then(pl.lit("status")).otherwise(pl.col("event")),
+        status=pl.when(is_status).then(pl.col("status")),
+        firmware=pl.when(~is_status & (pl.col("event") == "firmware")).then(pl.col("version")),
+        command_id=pl.when(~is_status).then(pl.col("command_id")),
+        details=pl.when(pl.col("details") != "{}").then(pl.col("details")),
+    )
+    timed = with_event_time(events, skew_tolerance, max_lateness)
+    return conform(timed.collect(), DEVICE_EVENTS)
+
+
+def event_dates_touched(
+    raw: RawFrame, skew_tolerance: timedelta, *, max_lateness: timedelta | None = None
+) -> pl.DataFrame:
+    """Which event_date partitions of telemetry and device_events some raw rows land in.
+
+    One row per (table, event_date, tenant_id, device_id) with the number of unique
+    messages, their ingest span and lateness (ingest_time - event_time; negative when a
+    device clock runs ahead within the tolerance). Run over the rows of new raw commits,
+    it says which partitions to recompute and feeds the late-data ledger.
+    """
+    messages = unique_messages(raw, ("telemetry", "events", "status"))
+    query = "SELECT from_json(payload, $structure).ts AS ts FROM p"
+    ts = _query(messages, query, {"structure": '{"ts": "BIGINT"}'})
+    timed = pl.concat([messages, ts], how="horizontal").lazy()
+    timed = with_event_time(timed, skew_tolerance, max_lateness)
+    lateness = pl.col("ingest_time") - pl.col("event_time")
+    table = (
+        pl.when(pl.col("message_kind") == "telemetry")
+        .then(pl.lit(TELEMETRY.name))
+        .otherwise(pl.lit(DEVICE_EVENTS.name))
+    )
+    return (
+        timed.group_by(table.alias("table"), "event_date", "tenant_id", "device_id")
+        .agg(
+            messages=pl.len().cast(pl.Int64),
+            first_ingest_time=pl.col("ingest_time").min(),
+            last_ingest_time=pl.col("ingest_time").max(),
+            max_lateness=lateness.max(),
+            mean_lateness=lateness.mean(),
+        )
+        .sort("table", "event_date", "tenant_id", "device_id")
+        .collect()
+    )
+
+
+def unique_messages(raw: RawFrame, kinds: Sequence[str]) -> pl.DataFrame:
+    """Valid raw rows of the given kinds, one per (device_id, message_id), earliest ingest.
+
+    Duplicates are rare, so they are found with a 64-bit hash of the key and only the
+    few rows whose hash repeats are deduplicated exactly: 0.4 s for 1M raw rows against
+    1.5 s for a sort and `unique` over two string columns on the whole batch.
+
+    Duplicates are removed within the rows given: to keep a partition free of a copy
+    that arrived in a later commit, decode every raw row that maps to it together.
+    """
+    valid = raw.lazy().filter(
+        pl.col("error_code").is_null() & pl.col("message_kind").is_in(list(kinds))
+    )
+    messages = valid.select(_MESSAGE_COLUMNS).collect()
+    repeated = pl.struct("device_id", "message_id").hash().is_duplicated()
+    candidates = messages.filter(repeated)
+    if candidates.is_empty():
+        return messages
+    earliest = candidates.sort("ingest_time").unique(
+        ["device_id", "message_id"], keep="first", maintain_order=True
+    )
+    return pl.concat([messages.filter(~repeated), earliest])
+
+
+def with_event_time(
+    frame: pl.LazyFrame, skew_tolerance: timedelta, max_lateness: timedelta | None = None
+) -> pl.LazyFrame:
+    """Contract 4: event time is the device clock when within tolerance of ingest, else ingest.
+
+    With `max_lateness` unset the window is symmetric: |device - ingest| <= skew_tolerance.
+    A device flushing hours of buffered readings then gets ingest time, so its late data
+    lands in today's partition, unless the tolerance covers the buffer. `max_lateness`
+    widens the window behind ingest only (device - ingest >= -max_lateness): a clock
+    ahead of the server is always wrong, a clock behind it may be a late delivery.
+
+    `ts` (epoch ms, the device clock) becomes `device_time`; a `ts` no timestamp can hold
+    (outside years 1-9999, or beyond 64 bits and so null) is clamped to that range, which
+    is never within tolerance, so such a row takes ingest time.
+    """
+    behind = max(skew_tolerance, max_lateness or skew_tolerance)
+    ts = pl.col("ts").fill_null(_MAX_TS_MS).clip(_MIN_TS_MS, _MAX_TS_MS)
+    device_time = (ts * 1000).cast(pl.Datetime("us", "UTC"))
+    ahead = pl.col("device_time") - pl.col("ingest_time")
+    trusted = (ahead <= skew_tolerance) & (ahead >= -behind)
+    return (
+        frame.with_columns(device_time=device_time)
+        .with_columns(
+            event_time=pl.when(trusted)
+            .then(pl.col("device_time"))
+            .otherwise(pl.col("ingest_time")),
+            time_source=pl.when(trusted).then(pl.lit("device")).otherwise(pl.lit("ingest")),
+        )
+        .with_columns(event_date=pl.col("event_time").dt.date())
+    )
+
+
+def conform(frame: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
+    """The frame with exactly the table's columns, in order, with the catalog's dtypes."""
+    schema = empty_frame(spec).schema
+    return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+
+def empty_frame(spec: TableSpec) -> pl.DataFrame:
+    """No rows, the table's schema: what a decoder returns for a batch with nothing to do."""
+    frame = pl.from_arrow(spec.schema.empty_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _query(messages: pl.DataFrame, query: str, params: Mapping[str, object]) -> pl.DataFrame:
+    """Run a query over the messages (as table `p`) in a private in-memory DuckDB.
+
+    Rows come back in input order (`preserve_insertion_order`), so decoded columns line
+    up with the message frame.
+    """
+    con = duckdb.connect(config=_DUCKDB_CONFIG)
+    try:
+        con.register("p", messages.select("message_kind", "payload"))
+        frame = pl.from_arrow(con.sql(query, params=dict(params)).to_arrow_table())
+    finally:
+        con.close()
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _metric_names(messages: pl.DataFrame) -> list[str]:
+    """Every metric name in the batch's payloads, sorted."""
+    query = "SELECT DISTINCT unnest(json_keys(payload, '$.metrics')) AS name FROM p ORDER BY 1"
+    return _query(messages, query, {}).get_column("name").to_list()
+
+
+def _case_distinct_groups(names: Sequence[str]) -> list[list[str]]:
+    """Split names so no group holds two that differ only in case.
+
+    DuckDB matches a field by its exact name but refuses a structure with both `Temp` and
+    `temp` (it compares structure keys case-insensitively); such names are decoded in
+    separate passes, almost always there is one.
+    """
+    groups: list[list[str]] = []
+    taken: list[set[str]] = []
+    for name in names:
+        key = name.casefold()
+        index = next((i for i, keys in enumerate(taken) if key not in keys), len(groups))
+        if index == len(groups):
+            groups.append([])
+            taken.append(set())
+        groups[index].append(name)
+        taken[index].add(key)
+    return groups
+
+
+def _telemetry_structure(names: Sequence[str], header: bool) -> str:
+    """The `from_json` structure for telemetry: metrics as numbers, units as strings."""
+    structure: dict[str, object] = (
+        {"ts": "BIGINT", "type": "VARCHAR", "fw": "VARCHAR"} if header else {}
+    )
+    structure["metrics"] = dict.fromkeys(names, "DOUBLE")
+    structure["units"] = dict.fromkeys(names, "VARCHAR")
+    return orjson.dumps(structure).decode()
+
+
+def _decode_telemetry_payloads(
+    messages: pl.DataFrame, names: Sequence[str]
+) -> tuple[pl.DataFrame, dict[str, pl.Series], dict[str, pl.Series]]:
+    """Header fields (ts, type, fw) and, per metric name, its value and unit columns."""
+    header = pl.DataFrame()
+    values: dict[str, pl.Series] = {}
+    units: dict[str, pl.Series] = {}
+    for index, group in enumerate(_case_distinct_groups(names)):
+        structure = _telemetry_structure(group, header=index == 0)
+        query = "SELECT from_json(payload, $structure) AS j FROM p"
+        decoded = _query(messages, query, {"structure": structure}).unnest("j")
+        if index == 0:
+            header = decoded.select("ts", "type", "fw")
+        values.update(zip(group, decoded.get_column("metrics").struct.unnest(), strict=True))
+        units.update(zip(group, decoded.get_column("units").struct.unnest(), strict=True))
+    return header, values, units
+
+
+def _metric_readings(
+    messages: pl.DataFrame, metric: str, reported_value: pl.Series, reported_unit: pl.Series
+) -> pl.LazyFrame:
+    """The readings of one metric: a row for each message that carries it.
+
+    Built metric by metric and concatenated, rather than by unpivoting every name for
+    every message: a device carries a few of the fleet's metrics, so this copies only
+    rows that exist (measured 3x faster than unpivot and join on 822k messages).
+    """
+    value, unit = canonical_columns(metric, pl.col("reported_value"), pl.col("reported_unit"))
+    return (
+        messages.lazy()
+        .with_columns(
+            metric=pl.lit(metric, pl.String),
+            reported_value=pl.lit(reported_value),
+            reported_unit=pl.lit(reported_unit),
+        )
+        .filter(pl.col("reported_value").is_not_null())
+        .with_columns(value=value, unit=unit)
+    )
+
+
+_EVENT_STRUCTURE = orjson.dumps(
+    {
+        "ts": "BIGINT",
+        "event": "VARCHAR",
+        "status": "VARCHAR",
+        "version": "VARCHAR",
+        "command_id": "VARCHAR",
+    }
+).decode()
+
+
+def _removal_patch(fields: Sequence[str]) -> str:
+    """A JSON merge patch (RFC 7396) that removes the given fields."""
+    return orjson.dumps(dict.fromkeys(fields)).decode()
+
+
+def _decode_event_payloads(messages: pl.DataFrame) -> pl.DataFrame:
+    """ts, event, status, version, command_id, and the remaining fields as `details`."""
+    select = """
+        j.ts AS ts, j.event AS event, j.status AS status, j.version AS version,
+        j.command_id AS command_id,
+        CAST(json_merge_patch(payload, CASE
+            WHEN message_kind = 'status' THEN $status
+            WHEN j.event = 'firmware' THEN $firmware
+            ELSE $event END) AS VARCHAR) AS details
+    """
+    query = f"SELECT {select} FROM (SELECT *, from_json(payload, $structure) AS j FROM p)"
+    params = {
+        "structure": _EVENT_STRUCTURE,
+        "status": _removal_patch((*_COMMON_FIELDS, "status")),
+        "firmware": _removal_patch((*_COMMON_FIELDS, "event", "version", "command_id")),
+        "event": _removal_patch((*_COMMON_FIELDS, "event", "command_id")),
+    }
+    return _query(messages, query, params)
