@@ -67,6 +67,10 @@ class Settings:
     max_payload_bytes: int = 64 * 1024
     log_retention_hours: int = 48
     checkpoint_interval: int = 100
+    # Contract 4: a device timestamp within this of ingest time is trusted as event time...
+    skew_tolerance_s: float = 300.0
+    # ...and so is one behind ingest by up to this much (a device flushing its buffer).
+    max_lateness_s: float = 7 * 24 * 3600.0
 
     @property
     def is_remote(self) -> bool:
@@ -139,6 +143,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         checkpoint_interval=_env_int(
             env, "IOT_LAKE_CHECKPOINT_INTERVAL", defaults.checkpoint_interval
         ),
+        skew_tolerance_s=_env_float(env, "IOT_LAKE_SKEW_TOLERANCE_S", defaults.skew_tolerance_s),
+        max_lateness_s=_env_float(env, "IOT_LAKE_MAX_LATENESS_S", defaults.max_lateness_s),
     )
 
 
