@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -32,6 +32,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from streaming.simulator.fleet import Fleet, SimMessage
+from streaming.simulator.publish import paced
 
 log = logging.getLogger(__name__)
 
@@ -271,29 +272,6 @@ def publish_ticks(
     return published
 
 
-def _paced_ticks(
-    fleet: Fleet,
-    speed: float,
-    duration_s: float | None,
-    stop: threading.Event,
-    report: Callable[[str], None],
-) -> Iterator[list[SimMessage]]:
-    """The fleet's ticks, each released when speed x real time reaches its simulated time."""
-    tick_real_s = fleet.spec.interval_s / speed
-    started = time.monotonic()
-    behind_reported = False
-    for index, tick in enumerate(fleet.ticks()):
-        due = started + index * tick_real_s
-        if duration_s is not None and due - started >= duration_s:
-            return
-        if stop.wait(max(due - time.monotonic(), 0)):
-            return
-        if time.monotonic() - due > tick_real_s and not behind_reported:
-            behind_reported = True
-            report(f"publisher is behind the pace at tick {index}: lower the speed or the fleet")
-        yield tick
-
-
 def publish_paced(
     fleet: Fleet,
     host: str,
@@ -312,5 +290,5 @@ def publish_paced(
     """
     if speed <= 0:
         raise ValueError(f"speed: expected a positive number, got {speed!r}")
-    ticks = _paced_ticks(fleet, speed, duration_s, stop or threading.Event(), report or log.warning)
+    ticks = paced(fleet, speed, duration_s=duration_s, stop=stop, report=report or log.warning)
     return publish_ticks(ticks, host, port)

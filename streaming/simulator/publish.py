@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,15 +22,32 @@ def fleet_spec(args: argparse.Namespace) -> FleetSpec:
     )
 
 
-def paced(fleet: Fleet, speed: float | None) -> Iterator[list[SimMessage]]:
-    """The fleet's ticks, each released when the simulated clock (speed x real time) reaches it."""
+def paced(
+    fleet: Fleet,
+    speed: float | None,
+    *,
+    duration_s: float | None = None,
+    stop: threading.Event | None = None,
+    report: Callable[[str], None] = print,
+) -> Iterator[list[SimMessage]]:
+    """The fleet's ticks, each released when speed x real time reaches its simulated time.
+
+    No speed: as fast as the consumer of the ticks takes them. Ends after `duration_s` of
+    real time or when `stop` is set; says once if the receiver cannot keep the pace.
+    """
+    stop = stop or threading.Event()
+    tick_real_s = 0.0 if speed is None else fleet.spec.interval_s / speed
     started = time.monotonic()
-    for tick in fleet.ticks():
-        if speed is not None:
-            due = started + fleet.tick * fleet.spec.interval_s / speed
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+    behind_reported = False
+    for index, tick in enumerate(fleet.ticks()):
+        due = started + index * tick_real_s
+        if duration_s is not None and due - started >= duration_s:
+            return
+        if stop.wait(max(due - time.monotonic(), 0)):
+            return
+        if speed is not None and time.monotonic() - due > tick_real_s and not behind_reported:
+            behind_reported = True
+            report(f"simulator is behind the pace at tick {index}: lower the speed or the fleet")
         yield tick
 
 
