@@ -7,8 +7,9 @@ The lake root is a URI (`.lake` or `s3://bucket/prefix`); every table is a Delta
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -137,6 +138,46 @@ class Lake:
         if predicate:
             frame = pl.SQLContext(t=frame).execute(f"SELECT * FROM t WHERE {predicate}").collect()
         return frame
+
+    def read_where(
+        self, spec: TableSpec, partitions: Sequence[tuple[str, str, Any]]
+    ) -> pl.LazyFrame:
+        """The rows of some partitions only, lazily: files of other partitions are never read.
+
+        `partitions` are filters on partition columns (`("ingest_date", ">=", "2026-11-01")`,
+        all must hold), applied to the table's file list before any Parquet is opened, so
+        reading a week of raw costs the same whatever the table's history.
+        """
+        table = self.open(spec)
+        if table is None:
+            return pl.DataFrame(spec.schema.empty_table()).lazy()
+        dataset = table.to_pyarrow_dataset(file_pruning_predicate=list(partitions))
+        return pl.scan_pyarrow_dataset(dataset)
+
+    def replace_partition(
+        self, spec: TableSpec, data: pa.Table, predicate: str, *, read_version: int | None = None
+    ) -> int:
+        """Overwrite exactly the rows matching `predicate` with `data`; the new Delta version.
+
+        One Delta commit removes the old files of the partition(s) and adds the new ones,
+        so readers see the old or the new content, never a mix; running it again with the
+        same data leaves the same rows (contract 5: recompute, never append twice). delta-rs
+        refuses the commit when a row of `data` falls outside `predicate`, so a bug cannot
+        spill into a neighbouring partition. The table is created from the catalog when
+        missing.
+
+        `read_version` is the table version `data` was computed against: when a commit
+        after it wrote rows matching `predicate`, delta-rs raises `CommitFailedError`
+        instead of letting this older result overwrite that newer one.
+        """
+        if read_version is None:
+            table = self.ensure_table(spec)
+        else:
+            table = DeltaTable(
+                self.table_uri(spec), version=read_version, storage_options=self.storage_options
+            )
+        write_deltalake(table, data.cast(spec.schema), mode="overwrite", predicate=predicate)
+        return table.version()  # the table object now stands at this write's commit
 
     def quarantine(self) -> pl.DataFrame:
         """The dead-letter view: raw rows that carry an error code."""

@@ -1,0 +1,35 @@
+"""The device_events asset: silver device events, rebuilt per event day from raw_telemetry."""
+
+# No `from __future__ import annotations` here: Dagster reads the context and resource
+# annotations when the definition is built, and string annotations fail its checks.
+
+import dagster as dg
+
+from assets.metadata import rebuilt_result
+from assets.partitions import event_date_backfill_policy, event_date_partitions
+from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY
+from iot_lake.partitions import EventWindow
+from iot_lake.rebuild import rebuild_silver
+from resources.lake import LakeResource
+
+
+@dg.asset(
+    key=DEVICE_EVENTS.name,
+    deps=[RAW_TELEMETRY.name],
+    partitions_def=event_date_partitions,
+    backfill_policy=event_date_backfill_policy,
+    kinds={"delta", "polars"},
+    group_name="silver",
+    metadata={"partition_columns": ", ".join(DEVICE_EVENTS.partition_by)},
+)
+def device_events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Silver device events: boots, crashes, heartbeats, firmware, acks, online/offline.
+
+    Typed and deduplicated by (device_id, message_id): the input of device state, the
+    crash-rate gates of OTA waves and command acknowledgement. Partitioned by event date
+    and overwritten per run like telemetry.
+    """
+    window = EventWindow.from_datetimes(*context.partition_time_window)
+    the_lake = lake.lake()
+    rebuilt = rebuild_silver(the_lake, DEVICE_EVENTS, window, lake.event_time_rules())
+    return rebuilt_result(rebuilt, the_lake.table_uri(DEVICE_EVENTS))

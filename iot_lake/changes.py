@@ -1,0 +1,124 @@
+"""What new commits added to a Delta table, read from the log's add actions.
+
+raw_telemetry is append-only, so "the rows commits N+1..M added" are the rows of the data
+files those commits added. Change data feed (`DeltaTable.load_cdf`) would say the same for
+appends, but it must be enabled on the table before the commits it reports, and raw is
+created by the consumer without it; the add actions are in every Delta log already and
+cost no extra writes. delta-rs 1.6 exposes a snapshot's files (`get_add_actions`) but not
+one commit's actions, so the commits are replayed version by version and the file sets
+compared.
+
+Compaction (the consumer runs OPTIMIZE on raw) rewrites files without changing data: its
+new files are skipped, unless it swallowed a file added after the cursor, whose rows then
+live only in the compacted file; that file is read instead (it holds older rows too, so a
+few partitions may be recomputed needlessly; none is missed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+from deltalake import DeltaTable
+
+from iot_lake.catalog import TableSpec
+from iot_lake.lake import Lake
+
+# Operations that rewrite files without changing the table's rows.
+_NO_DATA_CHANGE = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "CHECKPOINT"})
+
+
+@dataclass(frozen=True)
+class AddedFiles:
+    """Data files holding every row committed after `after_version` up to `to_version`.
+
+    `after_version` is None when the whole table is meant: no cursor yet, or the cursor's
+    log entries are gone (the log is cleaned after its retention) so the commits since it
+    cannot be replayed; `rescan_reason` then says which.
+    """
+
+    after_version: int | None
+    to_version: int
+    paths: frozenset[str]
+    rescan_reason: str | None = None
+
+    @property
+    def versions(self) -> str:
+        """The commits covered, `first..last` (inclusive), for run keys and messages."""
+        first = 0 if self.after_version is None else self.after_version + 1
+        return f"{first}..{self.to_version}"
+
+
+def files_added_since(lake: Lake, spec: TableSpec, after_version: int | None) -> AddedFiles:
+    """The files of a table's latest snapshot that hold rows committed after a version.
+
+    Raises when the table does not exist: a caller watching it has nothing to compare.
+    """
+    table = lake.open(spec)
+    if table is None:
+        raise FileNotFoundError(f"table {spec.name} does not exist at {lake.table_uri(spec)}")
+    latest = table.version()
+    current = _file_paths(table)
+    if after_version is None:
+        return AddedFiles(None, latest, current, "no cursor: every file of the table")
+    if after_version > latest:
+        reason = f"cursor version {after_version} is past the table's latest {latest}"
+        return AddedFiles(None, latest, current, reason)
+    if after_version == latest:
+        return AddedFiles(after_version, latest, frozenset())
+    operations = _operations(table, after_version, latest)
+    if operations is None:
+        reason = f"the log no longer holds the commits after version {after_version}"
+        return AddedFiles(None, latest, current, reason)
+    uri = lake.table_uri(spec)
+    walker = DeltaTable(uri, version=after_version, storage_options=lake.storage_options)
+    before = _file_paths(walker)
+    added: set[str] = set()
+    for version in range(after_version + 1, latest + 1):
+        walker.load_as_version(version)
+        now = _file_paths(walker)
+        new, gone = now - before, before - now
+        if operations[version] not in _NO_DATA_CHANGE:
+            added |= new
+        elif added & gone:
+            added = (added - gone) | new
+        before = now
+    return AddedFiles(after_version, latest, frozenset(added & current))
+
+
+def read_added(lake: Lake, spec: TableSpec, added: AddedFiles, columns: list[str]) -> pl.DataFrame:
+    """The rows of the added files, as of `added.to_version` (partition columns included).
+
+    Read at that version, not the latest: a compaction committed since would have replaced
+    the files listed.
+    """
+    if not added.paths:
+        return pl.DataFrame(spec.schema.empty_table().select(columns))
+    uri = lake.table_uri(spec)
+    table = DeltaTable(uri, version=added.to_version, storage_options=lake.storage_options)
+    dataset = table.to_pyarrow_dataset()
+    assert isinstance(dataset, ds.FileSystemDataset)
+    fragments = [part for part in dataset.get_fragments() if part.path in added.paths]
+    subset = ds.FileSystemDataset(
+        fragments, dataset.schema, dataset.format, filesystem=dataset.filesystem
+    )
+    frame = pl.from_arrow(subset.to_table(columns=columns))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _file_paths(table: DeltaTable) -> frozenset[str]:
+    paths = pa.table(table.get_add_actions(flatten=False)).column("path")
+    return frozenset(str(path) for path in paths.to_pylist())
+
+
+def _operations(table: DeltaTable, after_version: int, latest: int) -> dict[int, str] | None:
+    """The operation of each commit after `after_version`, or None when some are gone."""
+    commits = table.history(latest - after_version)
+    operations = {int(commit["version"]): str(commit["operation"]) for commit in commits}
+    wanted = range(after_version + 1, latest + 1)
+    if any(version not in operations for version in wanted):
+        return None
+    return operations

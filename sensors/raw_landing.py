@@ -1,0 +1,90 @@
+"""raw_landing_sensor: new raw_telemetry commits request the silver partitions they touch.
+
+The cursor is the last raw Delta version seen. Each tick reads the rows of the commits
+since then (the files their add actions list, see iot_lake.changes), works out which
+event days of telemetry and device_events those rows belong to, and requests a run per
+day. Late data (a device flushing a buffer from days ago) thus recomputes exactly the old
+days it touches. Run keys carry the version range, so a tick that is evaluated again after
+a failure to store its cursor requests nothing twice.
+"""
+
+# No `from __future__ import annotations` here: Dagster reads the context and resource
+# annotations when the definition is built, and string annotations fail its checks.
+
+from collections import defaultdict
+from datetime import date
+
+import dagster as dg
+import polars as pl
+
+from assets.jobs import silver_job
+from assets.partitions import event_date_partitions
+from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.changes import files_added_since, read_added
+from iot_lake.silver import event_dates_touched
+from resources.lake import LakeResource
+
+# What event_dates_touched needs from raw: identity, kind, ingest time and the payload's ts.
+RAW_COLUMNS = [
+    "ingest_time",
+    "ingest_date",
+    "tenant_id",
+    "device_id",
+    "message_kind",
+    "message_id",
+    "payload",
+    "error_code",
+]
+
+
+@dg.sensor(
+    job=silver_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def raw_landing_sensor(
+    context: dg.SensorEvaluationContext, lake: LakeResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Requests the telemetry and device_events event days that new raw commits touched."""
+    the_lake = lake.lake()
+    if the_lake.open(RAW_TELEMETRY) is None:
+        return dg.SkipReason("raw_telemetry does not exist yet: no consumer has landed data")
+    cursor = int(context.cursor) if context.cursor else None
+    added = files_added_since(the_lake, RAW_TELEMETRY, cursor)
+    if added.after_version == added.to_version:
+        return dg.SkipReason(f"no new commits since version {cursor}")
+    if added.rescan_reason:
+        context.log.info(f"reading all of raw_telemetry: {added.rescan_reason}")
+    versions = added.versions
+    rows = read_added(the_lake, RAW_TELEMETRY, added, RAW_COLUMNS)
+    rules = lake.event_time_rules()
+    touched = event_dates_touched(rows, rules.skew_tolerance, max_lateness=rules.max_lateness)
+    requests = silver_run_requests(context, touched, versions)
+    if not requests:
+        reason = f"raw versions {versions} added no valid message in a silver partition"
+        return dg.SensorResult(skip_reason=reason, cursor=str(added.to_version))
+    return dg.SensorResult(run_requests=requests, cursor=str(added.to_version))
+
+
+def silver_run_requests(
+    context: dg.SensorEvaluationContext, touched: pl.DataFrame, versions: str
+) -> list[dg.RunRequest]:
+    """One run per touched event day, selecting only the tables that day has new rows for."""
+    tables_by_day: dict[date, set[str]] = defaultdict(set)
+    for table, day in touched.select("table", "event_date").unique().iter_rows():
+        tables_by_day[day].add(table)
+    requests = []
+    for day, tables in sorted(tables_by_day.items()):
+        key = day.isoformat()
+        if not event_date_partitions.has_partition_key(key):
+            context.log.warning(f"raw versions {versions} touch {key}, outside the partitions")
+            continue
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{RAW_TELEMETRY.name}@{versions}:{key}",
+                partition_key=key,
+                asset_selection=[dg.AssetKey(table) for table in sorted(tables)],
+                tags={"iot_lake/raw_versions": versions},
+            )
+        )
+    return requests

@@ -1,0 +1,105 @@
+"""raw_landing_sensor evaluated against a real instance and a real raw_telemetry table."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+import polars as pl
+
+from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY
+from iot_lake.lake import Lake
+from iot_lake.settings import Settings
+from iot_lake.silver import decode_device_events, decode_telemetry
+from resources.lake import LakeResource
+from sensors.raw_landing import raw_landing_sensor
+from tests.dagster.conftest import land, simulated_days
+
+SKEW = timedelta(seconds=Settings.skew_tolerance_s)
+LATENESS = timedelta(seconds=Settings.max_lateness_s)
+
+
+def evaluate(instance, lake_resource, cursor):
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lake": lake_resource}
+    )
+    return raw_landing_sensor(context)
+
+
+def requested(result) -> dict[str, list[str]]:
+    """partition key -> selected asset names, per run request."""
+    return {
+        request.partition_key: sorted(key.to_user_string() for key in request.asset_selection)
+        for request in result.run_requests
+    }
+
+
+def expected_requests(raw: pl.DataFrame) -> dict[str, list[str]]:
+    """The event days each silver table gets rows for, decoding the raw rows in full."""
+    days: dict[str, set[str]] = {}
+    for spec, decode in ((TELEMETRY, decode_telemetry), (DEVICE_EVENTS, decode_device_events)):
+        for day in decode(raw, SKEW, max_lateness=LATENESS)["event_date"].unique():
+            days.setdefault(day.isoformat(), set()).add(spec.name)
+    return {day: sorted(tables) for day, tables in sorted(days.items())}
+
+
+def test_first_tick_requests_every_partition_in_raw(instance, lake_resource, landed_raw):
+    result = evaluate(instance, lake_resource, cursor=None)
+
+    assert requested(result) == {
+        "2026-11-01": ["device_events", "telemetry"],
+        "2026-11-02": ["device_events", "telemetry"],
+    }
+    assert requested(result) == expected_requests(lake_resource.lake().read(RAW_TELEMETRY))
+    assert result.cursor == str(landed_raw.day_2_version)
+    assert [request.run_key for request in result.run_requests] == [
+        f"raw_telemetry@0..{landed_raw.day_2_version}:2026-11-01",
+        f"raw_telemetry@0..{landed_raw.day_2_version}:2026-11-02",
+    ]
+
+
+def test_nothing_new_skips(instance, lake_resource, landed_raw):
+    result = evaluate(instance, lake_resource, cursor=str(landed_raw.day_2_version))
+
+    assert isinstance(result, dg.SkipReason)
+    assert result.skip_message == f"no new commits since version {landed_raw.day_2_version}"
+
+
+def test_new_commit_requests_touched_partitions(instance, landed_raw, tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    day_1, day_2 = simulated_days()
+    cursor = land(lake, day_1, version=1)
+    new_version = land(lake, day_2, version=2)
+    resource = LakeResource(root=lake.root)
+
+    result = evaluate(instance, resource, cursor=str(cursor))
+
+    new_rows = lake.read(RAW_TELEMETRY).filter(pl.col("source_position").str.starts_with("2:"))
+    assert requested(result) == expected_requests(new_rows)
+    assert "2026-11-02" in requested(result)
+    assert result.cursor == str(new_version)
+    assert all(
+        request.run_key.startswith(f"raw_telemetry@{new_version}..{new_version}:")
+        for request in result.run_requests
+    )
+
+
+def test_missing_raw_table_skips(instance, tmp_path):
+    result = evaluate(instance, LakeResource(root=str(tmp_path / "empty")), cursor=None)
+
+    assert isinstance(result, dg.SkipReason)
+    assert "raw_telemetry does not exist yet" in result.skip_message
+
+
+def test_commit_with_only_invalid_messages_advances_the_cursor(instance, lake_resource, landed_raw):
+    lake = lake_resource.lake()
+    day_1, _ = simulated_days()
+    malformed = [m for m in day_1 if m.expected_error is not None]
+    assert malformed
+    version = land(lake, malformed, version=3)
+
+    result = evaluate(instance, lake_resource, cursor=str(landed_raw.day_2_version))
+
+    assert result.run_requests == []
+    assert result.cursor == str(version)
+    assert "added no valid message" in result.skip_reason.skip_message
