@@ -1,0 +1,235 @@
+"""Mergeable rollups: 1-minute aggregates from silver telemetry, coarser levels from finer ones.
+
+Every level stores count, sum, sum of squares, min, max, first and last per device x metric x
+bucket (DESIGN.md contract 6), so a coarser level is a merge of the finer one and mean and
+standard deviation stay exact at every level.
+
+First and last follow one total order of readings: by event_time, then by value. Two readings
+of the same device and metric with the same event_time are rare (device clock steps, replays
+under a new message id) but possible; the smaller value is then the first and the larger the
+last, at every level, so a rollup depends only on the set of readings and never on the order
+the rows were read in (a compacted or replayed partition gives the same rollup).
+
+Polars rather than one DuckDB query, by measurement (10M readings, 2 threads): a fleet
+reporting every 30 s puts about two readings in a 1-minute bucket, and there this module
+rolls up ~1.9M readings/s against ~1.0M/s for the same rollup as one DuckDB `time_bucket`
+query ordered like ours (~1.9M/s unordered). With ~30 readings per bucket DuckDB is faster
+(~4.4M/s against ~2.8M/s). The trick is a single hash group-by on one packed Int64 key (see
+`_aggregate`); not `group_by_dynamic`, which needs the input sorted by the string device id
+(7x the rollup), nor a group-by on the strings, whose output then costs more to sort than to
+aggregate. Buckets are UTC and of fixed width, so a bucket number is plain integer division
+of epoch microseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+import numpy as np
+import polars as pl
+
+from iot_lake.catalog import ROLLUP_1M
+
+KEY_COLUMNS: Final = ("tenant_id", "device_id", "metric")
+
+# ROLLUP_1M, ROLLUP_1H and ROLLUP_1D share one schema.
+ROLLUP_SCHEMA: Final = pl.DataFrame(ROLLUP_1M.schema.empty_table()).schema
+
+# Bucket widths a rollup can be merged into, in microseconds; each divides the next.
+LEVELS: Final = {"1m": 60_000_000, "1h": 3_600_000_000, "1d": 86_400_000_000}
+
+# Below this fraction of the sum of squares, (sum_sq - sum^2/n) is rounding noise of the
+# sum-of-squares form (a few ulps of sum_sq), not variance: a stuck sensor reports 0, not 1e-8.
+VARIANCE_RESOLUTION: Final = 1e-12
+
+_SIGN_FLIP: Final = np.int64(0x7FFF_FFFF_FFFF_FFFF)
+_KEY = "_key"
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
+
+
+@dataclass(frozen=True)
+class Bucketing:
+    """Which timestamp column places a row in a bucket, and the bucket width."""
+
+    time: str
+    width_us: int
+
+
+def rollup_1m(telemetry: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """Aggregate silver readings into 1-minute buckets, the finest mergeable level.
+
+    Silver normalizes one unit per metric; should a bucket still mix units, the row carries
+    the smallest non-null one (whatever the row order), here and at every coarser level.
+    """
+    readings = (
+        telemetry.lazy()
+        .select(*KEY_COLUMNS, "unit", "value", "event_time")
+        .collect()
+        .with_columns(_order=_order_key(pl.col("event_time"), pl.col("value")))
+    )
+    value, time = pl.col("value"), pl.col("event_time")
+    return _aggregate(
+        readings,
+        Bucketing("event_time", LEVELS["1m"]),
+        [
+            pl.len().alias("count"),
+            value.sum().alias("sum"),
+            (value * value).sum().alias("sum_sq"),
+            value.min().alias("min"),
+            value.max().alias("max"),
+            value.min_by("_order").alias("first_value"),
+            time.min().alias("first_time"),
+            value.max_by("_order").alias("last_value"),
+            time.max().alias("last_time"),
+        ],
+    )
+
+
+def rollup_up(lower: pl.DataFrame | pl.LazyFrame, every: str) -> pl.DataFrame:
+    """Merge a rollup level into `every`-long buckets ("1h" from 1m, "1d" from 1h).
+
+    Merging into the same width is allowed too: partial rollups of one bucket (late data
+    rolled up on its own) merge into the rollup of all of it.
+    """
+    if every not in LEVELS:
+        raise ValueError(f"every must be one of {', '.join(LEVELS)}; got {every!r}")
+    buckets = (
+        lower.lazy()
+        .select(ROLLUP_SCHEMA.names())
+        .collect()
+        .with_columns(
+            _first=_order_key(pl.col("first_time"), pl.col("first_value")),
+            _last=_order_key(pl.col("last_time"), pl.col("last_value")),
+        )
+    )
+    return _aggregate(
+        buckets,
+        Bucketing("bucket_start", LEVELS[every]),
+        [
+            pl.col("count").sum(),
+            pl.col("sum").sum(),
+            pl.col("sum_sq").sum(),
+            pl.col("min").min(),
+            pl.col("max").max(),
+            pl.col("first_value").min_by("_first"),
+            pl.col("first_time").min(),
+            pl.col("last_value").max_by("_last"),
+            pl.col("last_time").max(),
+        ],
+    )
+
+
+def mean_expr() -> pl.Expr:
+    """The exact mean of a merged bucket (or any frame with count and sum)."""
+    return pl.col("sum") / pl.col("count")
+
+
+def stddev_expr() -> pl.Expr:
+    """Sample standard deviation (n - 1) from count, sum and sum of squares; null below 2.
+
+    Sample, not population: baselines and alerts estimate a device's spread from the readings
+    seen, and n - 1 is the unbiased variance (and polars' and DuckDB's `stddev` default, so
+    analysts get the same figure from raw readings). The sum-of-squares form is the only one
+    mergeable from these columns; its cancellation is bounded by clamping results within
+    `VARIANCE_RESOLUTION` of sum_sq (negatives included) to 0.
+    """
+    count, total, total_sq = pl.col("count"), pl.col("sum"), pl.col("sum_sq")
+    deviations_sq = total_sq - total * total / count
+    clamped = (
+        pl.when(deviations_sq > total_sq * VARIANCE_RESOLUTION).then(deviations_sq).otherwise(0.0)
+    )
+    return pl.when(count > 1).then((clamped / (count - 1)).sqrt())
+
+
+def mean_and_stddev(frame: FrameT) -> FrameT:
+    """Add `mean` and `stddev` (sample) columns to a rollup at any level."""
+    return frame.with_columns(mean=mean_expr(), stddev=stddev_expr())
+
+
+def _order_key(time: pl.Expr, value: pl.Expr) -> pl.Expr:
+    """Pack (time, value) into one Int128 that sorts like the pair, for one min_by pass.
+
+    A float's bits, read as int64 with the negative half flipped, sort like the float; shifted
+    above them the microsecond timestamp decides first. `min_by` on a struct of the two is the
+    obvious alternative; it doubled the whole rollup's time, this adds under a tenth.
+    """
+    bits = value.map_batches(_orderable_bits, return_dtype=pl.Int64)
+    return time.dt.epoch("us").cast(pl.Int128) * pl.lit(2**64, pl.Int128) + bits.cast(pl.Int128)
+
+
+def _orderable_bits(values: pl.Series) -> pl.Series:
+    """Float64 values as Int64 that sort like the floats (-0.0 just below 0.0)."""
+    bits = values.to_numpy().view(np.int64)
+    return pl.Series(values.name, np.where(bits >= 0, bits, bits ^ _SIGN_FLIP))
+
+
+def _aggregate(frame: pl.DataFrame, bucket: Bucketing, aggs: list[pl.Expr]) -> pl.DataFrame:
+    """Group by key x bucket on one Int64 code and return the rollup schema in key order.
+
+    Each key column becomes its rank among the column's sorted distinct values, and the ranks
+    and the bucket number are packed into one Int64 whose order is the output's order. Grouping
+    on it is polars' fastest group-by, and sorting millions of output rows by it is cheap;
+    grouping on the strings and sorting the output by them cost more than the aggregation.
+    """
+    values = _distinct_sorted(frame, [*KEY_COLUMNS, "unit"])
+    coded = frame.with_columns(
+        pl.col(name).cast(pl.Enum(values[name])).to_physical().cast(pl.Int64) for name in values
+    )
+    slot = pl.col(bucket.time).dt.epoch("us") // bucket.width_us
+    first_slot, last_slot = coded.select(slot.min().alias("lo"), slot.max().alias("hi")).row(0)
+    radices = [len(values[name]) for name in KEY_COLUMNS] + [
+        (last_slot or 0) - (first_slot or 0) + 1
+    ]
+    if math.prod(radices) >= 2**63:
+        raise ValueError(f"rollup input too wide to key in 64 bits ({radices}); split it by date")
+    code = pl.lit(0, pl.Int64)
+    for name, radix in zip([*KEY_COLUMNS, "_slot"], radices, strict=True):
+        part = slot - first_slot if name == "_slot" else pl.col(name)
+        code = code * radix + part
+    grouped = (
+        coded.lazy()
+        .group_by(code.alias(_KEY))
+        .agg(pl.col("unit").min(), *aggs)
+        .sort(_KEY)
+        .collect()
+    )
+    return _decode(grouped, values, radices, first_slot, bucket.width_us)
+
+
+def _decode(
+    grouped: pl.DataFrame,
+    values: dict[str, pl.Series],
+    radices: list[int],
+    first_slot: int,
+    width_us: int,
+) -> pl.DataFrame:
+    """Unpack the Int64 code into key strings and bucket_start; cast to the rollup schema."""
+    rest = grouped.get_column(_KEY)
+    slot = rest % radices[-1] + first_slot
+    rest = rest // radices[-1]
+    columns: dict[str, pl.Series] = {}
+    for name, radix in reversed(list(zip(KEY_COLUMNS, radices, strict=False))):
+        columns[name] = values[name].gather(rest % radix)
+        rest = rest // radix
+    columns["unit"] = values["unit"].gather(grouped.get_column("unit"))
+    bucket_start = (slot * width_us).cast(pl.Datetime("us", "UTC"))
+    return (
+        grouped.with_columns(**columns, bucket_start=bucket_start)
+        .with_columns(bucket_date=pl.col("bucket_start").dt.date())
+        .select(pl.col(name).cast(dtype) for name, dtype in ROLLUP_SCHEMA.items())
+    )
+
+
+def _distinct_sorted(frame: pl.DataFrame, names: list[str]) -> dict[str, pl.Series]:
+    """Each column's distinct non-null values, sorted (one parallel pass over the frame)."""
+    distinct = frame.lazy().select(
+        pl.col(name).unique().drop_nulls().sort().implode() for name in names
+    )
+    row = distinct.collect().row(0)
+    return {
+        name: pl.Series(name, values, dtype=pl.String)
+        for name, values in zip(names, row, strict=True)
+    }

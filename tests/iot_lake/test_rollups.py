@@ -1,0 +1,267 @@
+"""Rollups: exact values by hand, and every level against a naive per-reading oracle.
+
+Random readings are multiples of 1/16 so that every sum and sum of squares here is exact in
+float64 whatever the order of addition: merging levels re-associates the additions, and with
+these values the oracle's sums must then match bit for bit. Mean and standard deviation are
+compared to `statistics` (exact arithmetic) at 1e-9 relative.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from iot_lake.rollups import ROLLUP_SCHEMA, mean_and_stddev, rollup_1m, rollup_up
+
+START = datetime(2026, 3, 1, 22, 30, tzinfo=UTC)
+METRICS = {
+    "temperature": ("C", 20.0, 6.0),
+    "humidity": ("%", 55.0, 15.0),
+    "battery": ("V", 3.5, 0.3),
+}
+STUCK = ("acme", "stuck-1")  # reports one constant value: its stddev must be exactly 0
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def telemetry(rows: Sequence[tuple[str, str, str, str | None, str, float]]) -> pl.DataFrame:
+    """Silver readings from (tenant, device, metric, unit, event time, value) tuples."""
+    tenant, device, metric, unit, time, value = zip(*rows, strict=True)
+    return pl.DataFrame(
+        {
+            "tenant_id": tenant,
+            "device_id": device,
+            "metric": metric,
+            "value": value,
+            "unit": unit,
+            "event_time": [ts(t) for t in time],
+        },
+        schema_overrides={"event_time": pl.Datetime("us", "UTC"), "unit": pl.String},
+    )
+
+
+def rollup(rows: list[tuple]) -> pl.DataFrame:
+    """A rollup frame in the catalog schema from rows written out column by column."""
+    frame = pl.DataFrame(rows, schema=list(ROLLUP_SCHEMA), orient="row")
+    return frame.with_columns(
+        pl.col(c).str.to_datetime(time_unit="us", time_zone="UTC")
+        for c in ("bucket_start", "first_time", "last_time")
+    ).with_columns(
+        bucket_date=pl.col("bucket_start").dt.date(), count=pl.col("count").cast(pl.Int64)
+    )
+
+
+HAND_READINGS = [
+    ("acme", "env-1", "temperature", "C", "2026-03-02 10:00:59.999999", 19.5),
+    ("globex", "env-1", "temperature", "C", "2026-03-02 10:00:10", 30.0),
+    ("acme", "env-1", "temperature", "C", "2026-03-02 10:01:00", 18.5),
+    ("acme", "env-1", "temperature", "C", "2026-03-02 10:00:00", 20.0),
+    ("acme", "env-1", "humidity", "%", "2026-03-01 23:59:59.999999", 40.0),
+    ("acme", "env-1", "temperature", "C", "2026-03-02 10:00:30", 22.0),
+    ("acme", "env-1", "temperature", "C", "2026-03-02 10:01:00", 18.0),
+    ("acme", "env-1", "temperature", "C", "2026-03-02 10:00:30", 21.0),
+]
+
+# tenant, device, metric, unit, bucket_start, bucket_date (derived), count, sum, sum_sq, min,
+# max, first_value, first_time, last_value, last_time
+HAND_1M = [
+    ("acme", "env-1", "humidity", "%", "2026-03-01 23:59:00", None, 1, 40.0, 1600.0,
+     40.0, 40.0, 40.0, "2026-03-01 23:59:59.999999", 40.0, "2026-03-01 23:59:59.999999"),
+    ("acme", "env-1", "temperature", "C", "2026-03-02 10:00:00", None, 4, 82.5, 1705.25,
+     19.5, 22.0, 20.0, "2026-03-02 10:00:00", 19.5, "2026-03-02 10:00:59.999999"),
+    # Two readings at 10:01:00 exactly: the smaller is first, the larger last.
+    ("acme", "env-1", "temperature", "C", "2026-03-02 10:01:00", None, 2, 36.5, 666.25,
+     18.0, 18.5, 18.0, "2026-03-02 10:01:00", 18.5, "2026-03-02 10:01:00"),
+    ("globex", "env-1", "temperature", "C", "2026-03-02 10:00:00", None, 1, 30.0, 900.0,
+     30.0, 30.0, 30.0, "2026-03-02 10:00:10", 30.0, "2026-03-02 10:00:10"),
+]  # fmt: skip
+
+HAND_1H = [
+    ("acme", "env-1", "humidity", "%", "2026-03-01 23:00:00", None, 1, 40.0, 1600.0,
+     40.0, 40.0, 40.0, "2026-03-01 23:59:59.999999", 40.0, "2026-03-01 23:59:59.999999"),
+    ("acme", "env-1", "temperature", "C", "2026-03-02 10:00:00", None, 6, 119.0, 2371.5,
+     18.0, 22.0, 20.0, "2026-03-02 10:00:00", 18.5, "2026-03-02 10:01:00"),
+    ("globex", "env-1", "temperature", "C", "2026-03-02 10:00:00", None, 1, 30.0, 900.0,
+     30.0, 30.0, 30.0, "2026-03-02 10:00:10", 30.0, "2026-03-02 10:00:10"),
+]  # fmt: skip
+
+
+def test_rollup_1m_by_hand():
+    assert_frame_equal(rollup_1m(telemetry(HAND_READINGS)), rollup(HAND_1M), check_exact=True)
+
+
+def test_rollup_1m_accepts_a_lazy_frame_with_extra_columns():
+    lazy = telemetry(HAND_READINGS).lazy().with_columns(message_id=pl.lit("m"))
+    assert_frame_equal(rollup_1m(lazy), rollup(HAND_1M), check_exact=True)
+
+
+def test_rollup_1h_from_1m_by_hand():
+    assert_frame_equal(rollup_up(rollup(HAND_1M), "1h"), rollup(HAND_1H), check_exact=True)
+
+
+def test_rollup_1d_by_hand_keeps_the_utc_date():
+    daily = rollup_up(rollup(HAND_1H), "1d")
+    assert daily.select("tenant_id", "metric", "bucket_start", "bucket_date").rows() == [
+        ("acme", "humidity", ts("2026-03-01 00:00"), ts("2026-03-01").date()),
+        ("acme", "temperature", ts("2026-03-02 00:00"), ts("2026-03-02").date()),
+        ("globex", "temperature", ts("2026-03-02 00:00"), ts("2026-03-02").date()),
+    ]
+
+
+def test_empty_input_gives_an_empty_rollup_in_the_catalog_schema():
+    empty = telemetry(HAND_READINGS).clear()
+    assert rollup_1m(empty).schema == ROLLUP_SCHEMA
+    assert rollup_up(rollup_1m(empty), "1d").is_empty()
+
+
+def test_unknown_level_is_refused_with_the_expected_forms():
+    with pytest.raises(ValueError, match=r"every must be one of 1m, 1h, 1d; got '2h'"):
+        rollup_up(rollup(HAND_1M), "2h")
+
+
+def test_mean_and_sample_stddev_by_hand():
+    frame = pl.DataFrame({"count": [4, 1], "sum": [16.0, 5.0], "sum_sq": [72.0, 25.0]})
+    # 2, 4, 4, 6: (72 - 16^2/4) / 3; one reading has no sample spread.
+    expected = frame.with_columns(
+        mean=pl.Series([4.0, 5.0]), stddev=pl.Series([math.sqrt(8 / 3), None])
+    )
+    assert_frame_equal(mean_and_stddev(frame), expected, check_exact=True)
+    assert_frame_equal(mean_and_stddev(frame.lazy()).collect(), expected, check_exact=True)
+
+
+def test_a_stuck_sensor_has_a_stddev_of_exactly_zero():
+    """21.9 is not exact in binary: sum_sq - sum^2/n leaves rounding noise, not variance."""
+    times = [START + timedelta(seconds=6 * i) for i in range(600)]
+    readings = telemetry(
+        [("acme", "env-1", "temperature", "C", t.isoformat()[:26], 21.9) for t in times]
+    )
+    hourly = mean_and_stddev(rollup_up(rollup_1m(readings), "1h"))
+    assert hourly.get_column("stddev").to_list() == [0.0, 0.0]
+
+
+# --- property tests against a naive oracle -------------------------------------------------
+
+
+def random_telemetry(seed: int, readings: int = 3000) -> pl.DataFrame:
+    """Irregular readings over ~2.5 days across hour and day boundaries, with ties."""
+    rng = random.Random(seed)
+    devices = [("acme", f"env-{i}") for i in range(4)] + [("globex", "env-1"), STUCK]
+    span_us = int(timedelta(days=2, hours=3).total_seconds() * 1e6)
+    rows = []
+    for _ in range(readings):
+        tenant, device = rng.choice(devices)
+        metric = rng.choice(list(METRICS))
+        unit, centre, spread = METRICS[metric]
+        time = _random_time(rng, span_us)
+        value = 21.5 if (tenant, device) == STUCK else rng.gauss(centre, spread)
+        rows.append((tenant, device, metric, unit, time, round(value * 16) / 16))
+    # Same device, metric and event time, different values: first/last must not depend on
+    # row order.
+    rows += [(*row[:5], row[5] + 1) for row in rng.sample(rows, 30)]
+    rng.shuffle(rows)
+    return pl.DataFrame(
+        rows,
+        schema=["tenant_id", "device_id", "metric", "unit", "event_time", "value"],
+        orient="row",
+    ).with_columns(pl.col("event_time").dt.cast_time_unit("us"))
+
+
+def _random_time(rng: random.Random, span_us: int) -> datetime:
+    """Mostly uniform; one in ten exactly on, or just before, an hour or day boundary."""
+    offset = timedelta(microseconds=rng.randrange(span_us))
+    if rng.random() < 0.1:
+        hour = (START + offset).replace(minute=0, second=0, microsecond=0)
+        return hour - timedelta(microseconds=rng.choice([0, 1]))
+    return START + offset
+
+
+def naive(readings: pl.DataFrame, bucket_of: Callable[[datetime], datetime]) -> pl.DataFrame:
+    """The rollup computed directly from the readings, one Python loop, no polars group-by."""
+    groups: dict[tuple, list[tuple[datetime, float, str]]] = defaultdict(list)
+    for row in readings.iter_rows(named=True):
+        key = (row["tenant_id"], row["device_id"], row["metric"], bucket_of(row["event_time"]))
+        groups[key].append((row["event_time"], row["value"], row["unit"]))
+    out = []
+    for key, group in sorted(groups.items()):
+        values = [value for _, value, _ in group]
+        first, last = min(group), max(group)
+        mean = statistics.fmean(values) if len(values) > 1 else values[0]
+        stddev = statistics.stdev(values) if len(values) > 1 else None
+        out.append(
+            (*key[:3], group[0][2], key[3], key[3].date(), len(values), math.fsum(values),
+             math.fsum(v * v for v in values), min(values), max(values), first[1], first[0],
+             last[1], last[0], mean, stddev)
+        )  # fmt: skip
+    return pl.DataFrame(out, schema=[*ROLLUP_SCHEMA, "mean", "stddev"], orient="row").cast(
+        ROLLUP_SCHEMA  # type: ignore[arg-type]
+    )
+
+
+def minute(t: datetime) -> datetime:
+    return t.replace(second=0, microsecond=0)
+
+
+def hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def day(t: datetime) -> datetime:
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+LEVELS = {
+    "1m": (minute, rollup_1m),
+    "1h_from_1m": (hour, lambda x: rollup_up(rollup_1m(x), "1h")),
+    "1d_from_1h_from_1m": (day, lambda x: rollup_up(rollup_up(rollup_1m(x), "1h"), "1d")),
+}
+SEEDS = [pytest.param(seed, id=f"seed-{seed}") for seed in (1, 7, 2026)]
+
+
+def assert_matches_oracle(actual: pl.DataFrame, expected: pl.DataFrame) -> None:
+    """Rollup columns bit for bit; mean and stddev to 1e-9 relative."""
+    assert_frame_equal(actual, expected.select(ROLLUP_SCHEMA.names()), check_exact=True)
+    assert_frame_equal(
+        mean_and_stddev(actual).select("mean", "stddev"),
+        expected.select("mean", "stddev"),
+        rel_tol=1e-9,
+        abs_tol=0.0,
+    )
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("level", list(LEVELS))
+def test_levels_match_the_naive_oracle(level, seed):
+    readings = random_telemetry(seed)
+    bucket_of, compute = LEVELS[level]
+    assert_matches_oracle(compute(readings), naive(readings, bucket_of))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_partial_rollups_of_one_bucket_merge_to_the_whole(seed):
+    """Late data: a bucket rolled up in two parts and merged equals one rollup of it all."""
+    readings = random_telemetry(seed).with_row_index()
+    early, late = (
+        readings.filter(pl.col("index") % 3 != 0),
+        readings.filter(pl.col("index") % 3 == 0),
+    )
+    merged = rollup_up(pl.concat([rollup_1m(late), rollup_1m(early)]), "1m")
+    assert_frame_equal(merged, rollup_1m(readings), check_exact=True)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_recomputing_a_partition_is_idempotent_and_row_order_free(seed):
+    readings = random_telemetry(seed)
+    first = rollup_up(rollup_1m(readings), "1h")
+    assert_frame_equal(rollup_up(rollup_1m(readings), "1h"), first, check_exact=True)
+    shuffled = readings.sample(fraction=1.0, shuffle=True, seed=seed)
+    assert_frame_equal(rollup_up(rollup_1m(shuffled), "1h"), first, check_exact=True)
