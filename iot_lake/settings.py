@@ -31,10 +31,11 @@ _STORAGE_ENV_KEYS = (
 class BatchLimits:
     """When the consumer flushes a micro-batch: whichever limit is reached first.
 
-    Larger batches amortise the per-commit cost (a Delta commit costs 10-100 ms and every
-    commit adds a log entry), smaller ones cut latency. The defaults were chosen with
-    bench/ingest.py: 50k records keeps commits well under 100 ms while the landing rate
-    stays within 10% of 1M-record batches; 2 s bounds end-to-end latency at low rates.
+    Larger batches amortise the per-commit cost (every commit adds a log entry and a file
+    per partition), smaller ones cut latency and commit time. Measured with
+    bench/ingest.py on 2 cores: 50,000-message batches land ~100k msgs/s with commits of
+    0.3-0.5 s (building the Arrow table and writing ~15 MB); 1,000-message batches commit
+    in ~60-110 ms but land ~12k msgs/s. At low rates `max_age_s` bounds the latency.
     """
 
     max_records: int = 50_000
