@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 
 from iot_lake.rebuild import Rebuilt, markdown_preview
 
 
-def rebuilt_result(rebuilt: Rebuilt, table_uri: str) -> dg.MaterializeResult:
-    """Row count, window, Delta version and a preview: what an engineer checks after a run."""
+def rebuilt_result(
+    rebuilt: Rebuilt, table_uri: str, extra: Mapping[str, dg.MetadataValue] | None = None
+) -> dg.MaterializeResult:
+    """Row count, window, Delta version and a preview: what an engineer checks after a run.
+
+    `extra` adds what else decided the content (a baseline's window length, say).
+    """
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(rebuilt.rows),
@@ -16,5 +23,6 @@ def rebuilt_result(rebuilt: Rebuilt, table_uri: str) -> dg.MaterializeResult:
             "delta_version": dg.MetadataValue.int(rebuilt.delta_version),
             "table_uri": dg.MetadataValue.path(table_uri),
             "preview": dg.MetadataValue.md(markdown_preview(rebuilt.sample)),
+            **(extra or {}),
         }
     )

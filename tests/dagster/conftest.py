@@ -16,6 +16,7 @@ import dagster as dg
 import orjson
 import pytest
 
+from iot_lake.definitions import defs
 from iot_lake.lake import Lake
 from iot_lake.wire import topic_for
 from resources.lake import LakeResource
@@ -129,3 +130,27 @@ def lake_resource(lake_root: Path) -> LakeResource:
 def instance() -> dg.DagsterInstance:
     """A real, in-memory instance: runs, event logs and sensor cursors, no daemon."""
     return dg.DagsterInstance.ephemeral()
+
+
+def definitions_for(lake_resource: LakeResource) -> dg.Definitions:
+    """The code location's definitions, with the lake resource pointed at this test's lake."""
+    return dg.Definitions(
+        assets=defs.assets, jobs=defs.jobs, sensors=defs.sensors, resources={"lake": lake_resource}
+    )
+
+
+def run_sensor_request(
+    lake_resource: LakeResource, instance: dg.DagsterInstance, request: dg.RunRequest
+) -> dg.ExecuteInProcessResult:
+    """Run what raw_landing_sensor asked for, as the daemon would: its job, partition, selection."""
+    definitions = definitions_for(lake_resource)
+    job_name = definitions.resolve_sensor_def("raw_landing_sensor").job_name
+    assert job_name is not None
+    run = definitions.resolve_job_def(job_name).execute_in_process(
+        instance=instance,
+        partition_key=request.partition_key,
+        asset_selection=request.asset_selection,
+        tags=request.tags,
+    )
+    assert run.success
+    return run

@@ -14,15 +14,19 @@ from iot_lake.definitions import defs
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_definitions_hold_the_silver_assets_sensor_and_lake():
+def test_definitions_hold_the_silver_and_gold_assets_sensor_and_lake():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
         "raw_telemetry",
         "telemetry",
         "device_events",
+        "rollup_1m",
+        "rollup_1h",
+        "rollup_1d",
+        "device_baselines",
     }
-    assert defs.resolve_sensor_def("raw_landing_sensor").job_name == "silver_job"
+    assert defs.resolve_sensor_def("raw_landing_sensor").job_name == "event_day_job"
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
+from assets.jobs import GOLD_AFTER
 from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY
 from iot_lake.lake import Lake
 from iot_lake.settings import Settings
@@ -35,21 +36,29 @@ def requested(result) -> dict[str, list[str]]:
 
 
 def expected_requests(raw: pl.DataFrame) -> dict[str, list[str]]:
-    """The event days each silver table gets rows for, decoding the raw rows in full."""
+    """The event days each silver table gets rows for (decoding the raw rows in full), plus
+    the gold tables built from that silver table."""
     days: dict[str, set[str]] = {}
     for spec, decode in ((TELEMETRY, decode_telemetry), (DEVICE_EVENTS, decode_device_events)):
         for day in decode(raw, SKEW, max_lateness=LATENESS)["event_date"].unique():
-            days.setdefault(day.isoformat(), set()).add(spec.name)
+            days.setdefault(day.isoformat(), set()).update(
+                [spec.name, *GOLD_AFTER.get(spec.name, ())]
+            )
     return {day: sorted(tables) for day, tables in sorted(days.items())}
 
 
 def test_first_tick_requests_every_partition_in_raw(instance, lake_resource, landed_raw):
     result = evaluate(instance, lake_resource, cursor=None)
 
-    assert requested(result) == {
-        "2026-11-01": ["device_events", "telemetry"],
-        "2026-11-02": ["device_events", "telemetry"],
-    }
+    every_table = [
+        "device_baselines",
+        "device_events",
+        "rollup_1d",
+        "rollup_1h",
+        "rollup_1m",
+        "telemetry",
+    ]
+    assert requested(result) == {"2026-11-01": every_table, "2026-11-02": every_table}
     assert requested(result) == expected_requests(lake_resource.lake().read(RAW_TELEMETRY))
     assert result.cursor == str(landed_raw.day_2_version)
     assert [request.run_key for request in result.run_requests] == [

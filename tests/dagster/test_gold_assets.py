@@ -1,0 +1,247 @@
+"""The rollup and baseline assets, materialized on a real instance over real silver tables."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from assets.baselines import device_baselines
+from assets.jobs import GOLD_AFTER
+from assets.rollups import rollup_1d, rollup_1h, rollup_1m
+from assets.telemetry import telemetry
+from iot_lake.catalog import (
+    DEVICE_BASELINES,
+    RAW_TELEMETRY,
+    ROLLUP_1D,
+    ROLLUP_1H,
+    ROLLUP_1M,
+    TELEMETRY,
+    TableSpec,
+)
+from iot_lake.lake import Lake
+from iot_lake.rollups import mean_and_stddev
+from resources.lake import LakeResource
+from sensors.raw_landing import raw_landing_sensor
+from tests.dagster.conftest import (
+    DAY_1,
+    DAY_3,
+    LandedRaw,
+    land,
+    late_readings,
+    run_sensor_request,
+)
+
+GOLD = [rollup_1m, rollup_1h, rollup_1d, device_baselines]
+ROLLUPS = [ROLLUP_1M, ROLLUP_1H, ROLLUP_1D]
+DAYS = ["2026-11-01", "2026-11-02"]
+BOTH_DAYS = {
+    "dagster/asset_partition_range_start": DAYS[0],
+    "dagster/asset_partition_range_end": DAYS[1],
+}
+
+
+@pytest.fixture(scope="module")
+def silver_template(landed_raw: LandedRaw, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The landed lake with telemetry materialized for both days (one range run), once."""
+    root = tmp_path_factory.mktemp("silver") / "lake"
+    shutil.copytree(landed_raw.root, root)
+    materialize(LakeResource(root=str(root)), dg.DagsterInstance.ephemeral(), [telemetry])
+    return root
+
+
+@pytest.fixture
+def silver_lake(silver_template: Path, tmp_path: Path) -> LakeResource:
+    """This test's own copy of the lake with silver telemetry for both days."""
+    root = tmp_path / "lake"
+    shutil.copytree(silver_template, root)
+    return LakeResource(root=str(root))
+
+
+def materialize(lake_resource, instance, assets, partition_key=None):
+    """Materialize one day, or both days in one range run when no key is given."""
+    result = dg.materialize(
+        assets,
+        partition_key=partition_key,
+        resources={"lake": lake_resource},
+        instance=instance,
+        tags=None if partition_key else BOTH_DAYS,
+    )
+    assert result.success
+    return result
+
+
+def rows(lake: Lake, spec: TableSpec, day: date | None = None) -> pl.DataFrame:
+    """A gold table's rows (of one partition) in key order, for whole-frame equality."""
+    frame = lake.read(spec)
+    if day is not None:
+        frame = frame.filter(pl.col(spec.partition_by[0]) == day)
+    return frame.sort(*spec.key_columns)
+
+
+def direct_rollup(telemetry_rows: pl.DataFrame, every: str) -> pl.DataFrame:
+    """The oracle: a bucket of each level aggregated straight from the readings."""
+    ordered = telemetry_rows.sort("event_time", "value")
+    value = pl.col("value")
+    return (
+        ordered.group_by(
+            "tenant_id",
+            "device_id",
+            "metric",
+            pl.col("event_time").dt.truncate(every).alias("bucket_start"),
+        )
+        .agg(
+            pl.col("unit").min(),
+            pl.len().cast(pl.Int64).alias("count"),
+            value.sum().alias("sum"),
+            value.min().alias("min"),
+            value.max().alias("max"),
+            value.first().alias("first_value"),
+            pl.col("event_time").first().alias("first_time"),
+            value.last().alias("last_value"),
+            pl.col("event_time").last().alias("last_time"),
+            value.mean().alias("mean"),
+            value.std().alias("stddev"),
+        )
+        .sort("device_id", "metric", "bucket_start")
+    )
+
+
+def test_each_gold_asset_materializes_its_days(silver_lake, instance):
+    lake = silver_lake.lake()
+    for key in DAYS:
+        result = materialize(silver_lake, instance, GOLD, partition_key=key)
+        for spec in [*ROLLUPS, DEVICE_BASELINES]:
+            (materialization,) = result.asset_materializations_for_node(spec.name)
+            metadata = materialization.metadata
+            day_rows = rows(lake, spec, date.fromisoformat(key))
+            assert day_rows.height > 0
+            assert metadata["dagster/row_count"].value == day_rows.height
+            assert metadata["event_date_window"].value == key
+            assert metadata["delta_version"].value == lake.open(spec).version()
+    for spec in ROLLUPS:
+        assert rows(lake, spec)["bucket_date"].unique().sort().to_list() == [
+            date(2026, 11, 1),
+            date(2026, 11, 2),
+        ]
+    # Day 2's baseline covers both days (7-day window): per key, every reading so far.
+    readings = lake.read(TELEMETRY)
+    per_key = readings.group_by("tenant_id", "device_id", "metric").agg(
+        pl.len().cast(pl.Int64).alias("count")
+    )
+    baselines = rows(lake, DEVICE_BASELINES, date(2026, 11, 2))
+    assert_frame_equal(
+        baselines.select("tenant_id", "device_id", "metric", "count"),
+        per_key.sort("device_id", "metric"),
+    )
+    assert baselines["window_days"].unique().to_list() == [7]
+    assert metadata["window_days"].value == 7
+
+
+def assert_stddev_close(actual: pl.Series, expected: pl.Series, mean: pl.Series) -> None:
+    """Sample stddev from (count, sum, sum_sq) against the two-pass one, within rounding.
+
+    The mergeable sum-of-squares form cancels: its relative error is about one ulp times
+    mean^2 / stddev^2 (measured <= 4.5e-16 x that here). GPS latitude (mean 52.37, stddev
+    0.0005 within an hour) puts that ratio near 1e10, so a flat 1e-9 cannot hold there; the
+    bound is 1e-9 plus that cancellation term with a 200x margin.
+    """
+    assert_frame_equal(actual.is_null().to_frame(), expected.is_null().to_frame())
+    conditioning = (mean * mean) / (expected * expected)
+    relative = (actual - expected).abs() / expected.abs()
+    excess = relative - (1e-9 + 1e-13 * conditioning)
+    assert (excess.drop_nulls().drop_nans() <= 0).all(), excess.max()
+
+
+def test_coarser_levels_equal_rollups_of_the_readings(silver_lake, instance):
+    lake = silver_lake.lake()
+    materialize(silver_lake, instance, GOLD[:3])
+
+    readings = lake.read(TELEMETRY)
+    for spec, every in ((ROLLUP_1H, "1h"), (ROLLUP_1D, "1d")):
+        expected = direct_rollup(readings, every)
+        actual = mean_and_stddev(rows(lake, spec)).select(expected.columns)
+        assert actual.height > 0
+        # count, sum, min, max, first and last exactly; the bucket keys and unit too.
+        assert_frame_equal(actual.drop("mean", "stddev"), expected.drop("mean", "stddev"))
+        assert_frame_equal(
+            actual.select("mean"), expected.select("mean"), check_exact=False, rel_tol=1e-9
+        )
+        assert_stddev_close(actual["stddev"], expected["stddev"], expected["mean"])
+
+
+def test_rematerializing_leaves_every_table_identical(silver_lake, instance):
+    lake = silver_lake.lake()
+    materialize(silver_lake, instance, GOLD)
+    specs = [*ROLLUPS, DEVICE_BASELINES]
+    before = {spec.name: rows(lake, spec) for spec in specs}
+    versions = {spec.name: lake.open(spec).version() for spec in specs}
+
+    materialize(silver_lake, instance, GOLD)
+
+    for spec in specs:
+        assert_frame_equal(rows(lake, spec), before[spec.name])
+        # One overwrite commit, not an append.
+        assert lake.open(spec).version() == versions[spec.name] + 1
+
+
+def test_late_data_request_recomputes_the_old_days_gold(silver_lake, instance):
+    lake = silver_lake.lake()
+    materialize(silver_lake, instance, GOLD)
+    before = {spec.name: rows(lake, spec, DAY_1.date()) for spec in ROLLUPS}
+    cursor = lake.open(RAW_TELEMETRY).version()
+    # Two days later a device flushes readings it took on day one.
+    land(lake, late_readings("env-late-1", 3, DAY_1 + timedelta(hours=10)), 3, DAY_3)
+
+    context = dg.build_sensor_context(
+        instance=instance, cursor=str(cursor), resources={"lake": silver_lake}
+    )
+    (request,) = raw_landing_sensor(context).run_requests
+
+    assert request.partition_key == "2026-11-01"
+    assert request.asset_selection == [
+        dg.AssetKey(name) for name in (TELEMETRY.name, *GOLD_AFTER[TELEMETRY.name])
+    ]
+    run = run_sensor_request(silver_lake, instance, request)
+    # rollup_1d and device_baselines both follow rollup_1h: their order is not fixed.
+    materialized = {m.asset_key for m in run.get_asset_materialization_events()}
+    assert materialized == set(request.asset_selection)
+    late = pl.col("device_id") == "env-late-1"
+    for spec in ROLLUPS:
+        after = rows(lake, spec, DAY_1.date())
+        # The late device's readings now count in its old day; every other row is unchanged.
+        assert after.filter(late)["count"].sum() == 6  # three messages, two metrics each
+        assert_frame_equal(after.filter(~late), before[spec.name])
+    day_1_baselines = rows(lake, DEVICE_BASELINES, DAY_1.date()).filter(late)
+    assert day_1_baselines["count"].to_list() == [3, 3]
+
+
+def test_baseline_window_comes_from_run_config(silver_lake, instance):
+    lake = silver_lake.lake()
+    materialize(silver_lake, instance, GOLD[:2])
+    config = {"ops": {DEVICE_BASELINES.name: {"config": {"window_days": 1, "min_samples": 3}}}}
+
+    result = dg.materialize(
+        [device_baselines],
+        partition_key=DAYS[1],
+        resources={"lake": silver_lake},
+        instance=instance,
+        run_config=config,
+    )
+
+    assert result.success
+    day_2 = date(2026, 11, 2)
+    expected = (
+        lake.read(TELEMETRY)
+        .filter(pl.col("event_date") == day_2)
+        .group_by("tenant_id", "device_id", "metric")
+        .agg(pl.len().cast(pl.Int64).alias("count"))
+        .with_columns(window_days=pl.lit(1, pl.Int32), trusted=pl.col("count") >= 3)
+        .sort("device_id", "metric")
+    )
+    assert_frame_equal(rows(lake, DEVICE_BASELINES, day_2).select(expected.columns), expected)
