@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.metadata import rebuilt_result
-from assets.partitions import event_date_backfill_policy, event_date_partitions
+from assets.partitions import event_day_asset
 from iot_lake.baselines import DEFAULT_MIN_SAMPLES
 from iot_lake.catalog import DEVICE_BASELINES, ROLLUP_1H
 from iot_lake.gold import DEFAULT_WINDOW_DAYS, baselines_window, rebuild_gold
@@ -26,11 +26,11 @@ class BaselineConfig(dg.Config):
     )
 
 
-@dg.asset(
-    key=DEVICE_BASELINES.name,
+@event_day_asset(
+    DEVICE_BASELINES,
     # The baseline as of D reads rollup_1h of D and the days before it; the mapping tells the
     # asset graph (and automation conditions) so, for the default window.
-    deps=[
+    [
         dg.AssetDep(
             ROLLUP_1H.name,
             partition_mapping=dg.TimeWindowPartitionMapping(
@@ -38,11 +38,7 @@ class BaselineConfig(dg.Config):
             ),
         )
     ],
-    partitions_def=event_date_partitions,
-    backfill_policy=event_date_backfill_policy,
-    kinds={"delta", "polars"},
-    group_name="gold",
-    metadata={"partition_columns": ", ".join(DEVICE_BASELINES.partition_by)},
+    "gold",
 )
 def device_baselines(
     context: dg.AssetExecutionContext, config: BaselineConfig, lake: LakeResource

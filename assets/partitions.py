@@ -7,7 +7,11 @@ current day can be materialized before midnight.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import dagster as dg
+
+from iot_lake.catalog import TableSpec
 
 EVENT_DATE_START = "2026-11-01"
 
@@ -19,3 +23,22 @@ event_date_partitions = dg.DailyPartitionsDefinition(
 # partition needs raw from the day before to max_lateness after), while memory stays
 # bounded by a week of data rather than the whole backfill.
 event_date_backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=7)
+
+
+def event_day_asset(
+    table: TableSpec, deps: Sequence[str | dg.AssetDep], group: str
+) -> Callable[[Callable[..., dg.MaterializeResult]], dg.AssetsDefinition]:
+    """The decorator every event-day asset shares: key and partitioning from the catalog.
+
+    Each such asset overwrites exactly its days of `table`; the decorated function's
+    docstring becomes the asset's description in the UI.
+    """
+    return dg.asset(
+        key=table.name,
+        deps=list(deps),
+        partitions_def=event_date_partitions,
+        backfill_policy=event_date_backfill_policy,
+        kinds={"delta", "polars"},
+        group_name=group,
+        metadata={"partition_columns": ", ".join(table.partition_by)},
+    )

@@ -10,22 +10,14 @@ Each level is partitioned like telemetry and built from the same days of the lev
 import dagster as dg
 
 from assets.metadata import rebuilt_result
-from assets.partitions import event_date_backfill_policy, event_date_partitions
+from assets.partitions import event_day_asset
 from iot_lake.catalog import ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY
 from iot_lake.gold import rebuild_gold, rollup_1m_window, rollup_up_window
 from iot_lake.partitions import EventWindow
 from resources.lake import LakeResource
 
 
-@dg.asset(
-    key=ROLLUP_1M.name,
-    deps=[TELEMETRY.name],
-    partitions_def=event_date_partitions,
-    backfill_policy=event_date_backfill_policy,
-    kinds={"delta", "polars"},
-    group_name="gold",
-    metadata={"partition_columns": ", ".join(ROLLUP_1M.partition_by)},
-)
+@event_day_asset(ROLLUP_1M, [TELEMETRY.name], "gold")
 def rollup_1m(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Gold 1-minute aggregates per device x metric, the finest mergeable level (contract 6).
 
@@ -39,15 +31,7 @@ def rollup_1m(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     return rebuilt_result(rebuilt, the_lake.table_uri(ROLLUP_1M))
 
 
-@dg.asset(
-    key=ROLLUP_1H.name,
-    deps=[ROLLUP_1M.name],
-    partitions_def=event_date_partitions,
-    backfill_policy=event_date_backfill_policy,
-    kinds={"delta", "polars"},
-    group_name="gold",
-    metadata={"partition_columns": ", ".join(ROLLUP_1H.partition_by)},
-)
+@event_day_asset(ROLLUP_1H, [ROLLUP_1M.name], "gold")
 def rollup_1h(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Gold hourly aggregates per device x metric, merged from the same days of rollup_1m.
 
@@ -62,15 +46,7 @@ def rollup_1h(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     return rebuilt_result(rebuilt, the_lake.table_uri(ROLLUP_1H))
 
 
-@dg.asset(
-    key=ROLLUP_1D.name,
-    deps=[ROLLUP_1H.name],
-    partitions_def=event_date_partitions,
-    backfill_policy=event_date_backfill_policy,
-    kinds={"delta", "polars"},
-    group_name="gold",
-    metadata={"partition_columns": ", ".join(ROLLUP_1D.partition_by)},
-)
+@event_day_asset(ROLLUP_1D, [ROLLUP_1H.name], "gold")
 def rollup_1d(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Gold daily aggregates per device x metric, merged from the same day of rollup_1h.
 

@@ -6,22 +6,14 @@
 import dagster as dg
 
 from assets.metadata import rebuilt_result
-from assets.partitions import event_date_backfill_policy, event_date_partitions
+from assets.partitions import event_day_asset
 from iot_lake.catalog import RAW_TELEMETRY, TELEMETRY
 from iot_lake.partitions import EventWindow
 from iot_lake.rebuild import rebuild_silver
 from resources.lake import LakeResource
 
 
-@dg.asset(
-    key=TELEMETRY.name,
-    deps=[RAW_TELEMETRY.name],
-    partitions_def=event_date_partitions,
-    backfill_policy=event_date_backfill_policy,
-    kinds={"delta", "polars"},
-    group_name="silver",
-    metadata={"partition_columns": ", ".join(TELEMETRY.partition_by)},
-)
+@event_day_asset(TELEMETRY, [RAW_TELEMETRY.name], "silver")
 def telemetry(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Silver readings: one row per device x metric x event time, units normalized.
 
