@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from iot_lake.errors import InvalidInput
 from iot_lake.lake import Lake, LakeUnavailable
@@ -36,6 +37,16 @@ def _positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def _utc_datetime(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 date or time such as 2026-11-01T00:00, got {text!r}"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _add_lake_option(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="the demo: simulator -> consumer -> local lake")
     run.add_argument("--via", choices=("inprocess", "mqtt"), default="inprocess")
-    run.add_argument("--speed", type=_positive_float, default=1440.0)
+    run.add_argument(
+        "--speed", type=_positive_float, default=1440.0, help="until the fleet reaches the present"
+    )
+    run.add_argument(
+        "--start",
+        type=_utc_datetime,
+        default=None,
+        help="simulated start, ISO 8601 UTC (default: 2 days ago); then real time",
+    )
     _add_fleet_options(run)
     run.set_defaults(devices=50)
     _add_lake_option(run)
@@ -156,10 +175,21 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _sql(args: argparse.Namespace) -> int:
+    import duckdb
+
     from iot_lake.sql import connect
 
     con = connect(Lake.from_settings(_settings(args)))
-    con.sql(args.query).show(max_rows=50, max_width=200)
+    try:
+        con.sql(args.query).show(max_rows=50, max_width=200)
+    except duckdb.Error as exc:
+        print(f"iot-lake sql: error: {exc}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # A query that fails mid-scan leaves DuckDB's scan threads inside the Delta dataset's
+        # Python callbacks; a normal interpreter exit then hangs or aborts. Nothing is left to
+        # clean up (the connection is in memory, the lake is only read), so leave at once.
+        os._exit(2)
+    con.close()
     return 0
 
 

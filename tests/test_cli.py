@@ -70,3 +70,16 @@ def _running_as_root():
     import os
 
     return os.geteuid() == 0
+
+
+def test_bad_sql_is_refused_with_duckdbs_message_and_exit_2(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"tenant/t/devices/d/status\t{broken\n")
+    lake_root = str(tmp_path / "lake")
+    assert iot_lake("consume", "--source", f"file:{source}", "--lake-root", lake_root)[0] == 0
+    code, stderr, _ = iot_lake(
+        "sql", "SELECT payload::JSON->>'ts' FROM raw_telemetry", "--lake-root", lake_root
+    )
+    assert code == 2
+    assert "iot-lake sql: error:" in stderr
+    assert "Malformed JSON" in stderr

@@ -6,6 +6,7 @@ import argparse
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,9 +18,11 @@ DESTINATION_FORMS = "file:PATH, mqtt://HOST:PORT or kinesis://STREAM[?endpoint=U
 
 def fleet_spec(args: argparse.Namespace) -> FleetSpec:
     """The fleet the command-line options describe."""
-    return FleetSpec(
+    spec = FleetSpec(
         devices=args.devices, tenants=args.tenants, seed=args.seed, interval_s=args.interval_s
     )
+    start = getattr(args, "start", None)
+    return spec if start is None else replace(spec, start=start)
 
 
 def paced(

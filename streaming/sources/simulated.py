@@ -21,10 +21,19 @@ class SimulatorSource:
     max_batch_records: int | None = None
 
     def __init__(
-        self, spec: FleetSpec, *, speed: float | None = None, max_messages: int | None = None
+        self,
+        spec: FleetSpec,
+        *,
+        speed: float | None = None,
+        max_messages: int | None = None,
+        catch_up: bool = False,
     ) -> None:
         self.spec = spec
         self.speed = speed
+        # With catch_up the simulated clock runs `speed` times faster only until it reaches
+        # the wall clock, then in real time: device timestamps stay in the past, as a real
+        # fleet's do, so event time (contract 4) trusts them.
+        self.catch_up = catch_up
         self.max_messages = max_messages
         self.app_id = f"simulator:{spec.key}"
         self._landed = 0
@@ -48,7 +57,10 @@ class SimulatorSource:
     def _due_sim_seconds(self) -> float:
         if self.speed is None:
             return float("inf")
-        return (time.monotonic() - self._started) * self.speed
+        due = (time.monotonic() - self._started) * self.speed
+        if self.catch_up:
+            due = min(due, time.time() - self.spec.start.timestamp())
+        return due
 
     def poll(self, batch: RawBatch, max_records: int, timeout_s: float) -> bool:
         """Add the messages the fleet has published by now (simulated clock)."""

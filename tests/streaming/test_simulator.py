@@ -70,3 +70,24 @@ def test_in_process_source_lands_exactly_once_across_a_restart(lake):
     raw = lake.read(RAW_TELEMETRY)
     expected = [m.payload.decode() for m in Fleet(spec).messages(1500)]
     assert Counter(raw["payload"].to_list()) == Counter(expected)
+
+
+def test_catch_up_runs_fast_until_the_present_then_never_ahead_of_the_wall_clock(lake):
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    import polars as pl
+
+    start = datetime.now(UTC) - timedelta(seconds=60)
+    spec = replace(FleetSpec(devices=3, seed=2).without_faults(), start=start)
+    source = SimulatorSource(spec, speed=1_000_000, catch_up=True)
+    options = ConsumerOptions(stats_interval_s=3600, stop_when_idle_s=1.5)
+    Consumer(source, LandingWriter(lake, "sim"), options, report=lambda _: None).run()
+    finished = datetime.now(UTC)
+    device_ts = (
+        lake.read(RAW_TELEMETRY)
+        .select(pl.col("payload").str.json_path_match("$.ts").cast(pl.Int64))
+        .to_series()
+    )
+    assert device_ts.max() <= finished.timestamp() * 1000  # never in the future
+    assert device_ts.max() >= (start + timedelta(seconds=50)).timestamp() * 1000  # caught up
