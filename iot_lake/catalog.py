@@ -94,6 +94,17 @@ def _rollup_spec(name: str, bucket: str, built_from: str) -> TableSpec:
     )
 
 
+# Contract 4, the same in every silver table: when it happened (event_time: the device
+# clock within tolerance, else ingest), which clock that was, and which message it came from.
+_EVENT_TIME_FIELDS = (
+    pa.field("event_time", UTC_MICROS, nullable=False),
+    pa.field("event_date", pa.date32(), nullable=False),
+    pa.field("device_time", UTC_MICROS, nullable=False),
+    pa.field("ingest_time", UTC_MICROS, nullable=False),
+    pa.field("time_source", pa.string(), nullable=False),
+    pa.field("message_id", pa.string(), nullable=False),
+)
+
 TELEMETRY = TableSpec(
     name="telemetry",
     schema=pa.schema(
@@ -106,12 +117,7 @@ TELEMETRY = TableSpec(
             pa.field("unit", pa.string()),
             pa.field("reported_value", pa.float64(), nullable=False),
             pa.field("reported_unit", pa.string()),
-            pa.field("event_time", UTC_MICROS, nullable=False),
-            pa.field("event_date", pa.date32(), nullable=False),
-            pa.field("device_time", UTC_MICROS, nullable=False),
-            pa.field("ingest_time", UTC_MICROS, nullable=False),
-            pa.field("time_source", pa.string(), nullable=False),
-            pa.field("message_id", pa.string(), nullable=False),
+            *_EVENT_TIME_FIELDS,
             pa.field("firmware", pa.string()),
             pa.field("ingest_date", pa.date32(), nullable=False),
         ]
@@ -137,12 +143,7 @@ DEVICE_EVENTS = TableSpec(
             pa.field("firmware", pa.string()),
             pa.field("command_id", pa.string()),
             pa.field("details", pa.string()),
-            pa.field("event_time", UTC_MICROS, nullable=False),
-            pa.field("event_date", pa.date32(), nullable=False),
-            pa.field("device_time", UTC_MICROS, nullable=False),
-            pa.field("ingest_time", UTC_MICROS, nullable=False),
-            pa.field("time_source", pa.string(), nullable=False),
-            pa.field("message_id", pa.string(), nullable=False),
+            *_EVENT_TIME_FIELDS,
             pa.field("ingest_date", pa.date32(), nullable=False),
         ]
     ),
