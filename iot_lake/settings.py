@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from iot_lake.errors import InvalidInput
@@ -147,8 +147,3 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         skew_tolerance_s=_env_float(env, "IOT_LAKE_SKEW_TOLERANCE_S", defaults.skew_tolerance_s),
         max_lateness_s=_env_float(env, "IOT_LAKE_MAX_LATENESS_S", defaults.max_lateness_s),
     )
-
-
-def settings_fields() -> list[str]:
-    """Names of the top-level settings, for documentation and error messages."""
-    return [f.name for f in fields(Settings)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from iot_lake.errors import InvalidInput
@@ -15,6 +17,8 @@ SOURCE_FORMS = (
     "kinesis://STREAM[?endpoint=URL&region=REGION&shards=ID,ID]",
     "simulator://[?devices=N&seed=S&speed=X&messages=N]",
 )
+N = TypeVar("N", int, float)
+D = TypeVar("D", int, float, None)
 EXPECTED = "one of " + ", ".join(SOURCE_FORMS)
 
 
@@ -23,24 +27,16 @@ def _single(query: dict[str, list[str]], name: str) -> str | None:
     return values[-1] if values else None
 
 
-def _int(query: dict[str, list[str]], name: str, default: int | None) -> int | None:
+def _number(query: dict[str, list[str]], name: str, cast: Callable[[str], N], default: D) -> N | D:
+    """A numeric query parameter, or `default` when absent; refused naming it when malformed."""
     raw = _single(query, name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        return cast(raw)
     except ValueError:
-        raise InvalidInput(f"--source ?{name}=", "an integer", raw) from None
-
-
-def _float(query: dict[str, list[str]], name: str, default: float | None) -> float | None:
-    raw = _single(query, name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise InvalidInput(f"--source ?{name}=", "a number", raw) from None
+        expected = "an integer" if cast is int else "a number"
+        raise InvalidInput(f"--source ?{name}=", expected, raw) from None
 
 
 def open_source(uri: str, settings: Settings) -> Source:
@@ -86,12 +82,14 @@ def open_source(uri: str, settings: Settings) -> Source:
         from streaming.sources.simulated import SimulatorSource
 
         spec = FleetSpec(
-            devices=_int(query, "devices", 100) or 100,
-            seed=_int(query, "seed", 7) or 0,
-            tenants=_int(query, "tenants", 2) or 2,
-            interval_s=_float(query, "interval_s", 10.0) or 10.0,
+            devices=_number(query, "devices", int, 100),
+            seed=_number(query, "seed", int, 7),
+            tenants=_number(query, "tenants", int, 2),
+            interval_s=_number(query, "interval_s", float, 10.0),
         )
         return SimulatorSource(
-            spec, speed=_float(query, "speed", None), max_messages=_int(query, "messages", None)
+            spec,
+            speed=_number(query, "speed", float, None),
+            max_messages=_number(query, "messages", int, None),
         )
     raise InvalidInput("--source", EXPECTED, uri)
