@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv mosquitto bench clean
+.PHONY: run test lint venv mosquitto chromium bench bench-transform clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" = "0" ] && \
@@ -29,6 +29,17 @@ mosquitto:
 		echo "mosquitto is missing: run 'sudo apt-get install mosquitto' (or make test as root)"; exit 1; \
 	fi
 
+# Debian's Chromium is the browser the UI tests (tests/ui/) drive with Playwright; Playwright's
+# own browser download needs the internet, so it is never used.
+chromium:
+	@if test -x /usr/bin/chromium; then :; \
+	elif [ "$$(id -u)" = "0" ]; then \
+		echo "installing chromium (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "chromium is missing: run 'sudo apt-get install chromium' (or make test as root)"; exit 1; \
+	fi
+
 run: venv
 	$(BIN)/iot-lake run $(ARGS)
 
@@ -37,11 +48,15 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: venv mosquitto lint
+test: venv mosquitto chromium lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: venv mosquitto
 	$(BIN)/python bench/ingest.py $(ARGS)
+
+# A simulated day of N devices (ARGS="--devices N", default 1000) through silver and rollups.
+bench-transform: venv
+	$(BIN)/python bench/transform.py $(ARGS)
 
 clean:
 	rm -rf .lake .run bench/.data

@@ -6,6 +6,7 @@
 import dagster as dg
 from pydantic import Field
 
+from assets.automation import after_window_rebuilt
 from assets.metadata import rebuilt_result
 from assets.partitions import event_day_asset
 from iot_lake.baselines import DEFAULT_MIN_SAMPLES
@@ -29,16 +30,20 @@ class BaselineConfig(dg.Config):
 @event_day_asset(
     DEVICE_BASELINES,
     # The baseline as of D reads rollup_1h of D and the days before it; the mapping tells the
-    # asset graph (and automation conditions) so, for the default window.
+    # asset graph (and the automation condition) so, for the default window. The first days'
+    # windows reach before the first partition: those days simply hold no rows.
     [
         dg.AssetDep(
             ROLLUP_1H.name,
             partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-(DEFAULT_WINDOW_DAYS - 1), allow_nonexistent_upstream_partitions=True
+                start_offset=-(DEFAULT_WINDOW_DAYS - 1),
+                end_offset=0,
+                allow_nonexistent_upstream_partitions=True,
             ),
         )
     ],
     "gold",
+    automation_condition=after_window_rebuilt,
 )
 def device_baselines(
     context: dg.AssetExecutionContext, config: BaselineConfig, lake: LakeResource
@@ -48,8 +53,9 @@ def device_baselines(
     Mean, sample standard deviation, reading count and an hour-of-day profile, merged
     exactly from rollup_1h: what alerts compare a reading against. Marked trusted only
     from min_samples readings on. A late reading on day D changes the baselines of D and
-    the window_days - 1 days after it: the raw landing sensor recomputes D, the later days
-    are left to their own runs (see sensors/raw_landing.py).
+    the window_days - 1 days after it: once rollup_1h of D is rebuilt, the automation
+    condition requests all of those days (of the default window; a run configured with a
+    longer window_days is not followed that way).
     """
     window = EventWindow.from_datetimes(*context.partition_time_window)
     the_lake = lake.lake()

@@ -23,5 +23,5 @@ def device_events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     """
     window = EventWindow.from_datetimes(*context.partition_time_window)
     the_lake = lake.lake()
-    rebuilt = rebuild_silver(the_lake, DEVICE_EVENTS, window, lake.event_time_rules())
+    rebuilt = rebuild_silver(the_lake, DEVICE_EVENTS, window, lake.silver_rules())
     return rebuilt_result(rebuilt, the_lake.table_uri(DEVICE_EVENTS))

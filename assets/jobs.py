@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.baselines import device_baselines
 from assets.device_events import device_events
+from assets.late_data import late_data_ledger
 from assets.rollups import rollup_1d, rollup_1h, rollup_1m
 from assets.telemetry import telemetry
-from iot_lake.catalog import DEVICE_BASELINES, ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY
+from iot_lake.catalog import (
+    DEVICE_EVENTS,
+    LATE_DATA_LEDGER,
+    ROLLUP_1D,
+    ROLLUP_1H,
+    ROLLUP_1M,
+    TELEMETRY,
+)
 
 # The silver tables rebuilt from raw; a run may select either or both for one event day
 # (the job is partitioned like them: Dagster infers it from the selection).
@@ -18,20 +25,26 @@ silver_job = dg.define_asset_job(
     description="Rebuild event-day partitions of telemetry and device_events from raw.",
 )
 
-# Silver and everything built from it per event day. raw_landing_sensor launches it with a
+# Silver and the gold built from the same day of it. raw_landing_sensor launches it with a
 # per-run selection: the silver tables a day has new rows for plus the gold tables that
 # follow them (GOLD_AFTER), so gold of a day never lags its silver by a click.
+# device_baselines is not in it: a change to day D changes the baselines of D..D+6, more
+# than a one-day run can cover, so baselines follow their automation condition alone (see
+# assets/automation.py), which requests exactly those days once rollup_1h of D is rebuilt.
+# In this job they would only be computed twice, since that condition counts its own
+# requests, not other runs, as handling a rebuild.
 event_day_job = dg.define_asset_job(
     "event_day_job",
-    selection=[telemetry, device_events, rollup_1m, rollup_1h, rollup_1d, device_baselines],
+    selection=[telemetry, device_events, late_data_ledger, rollup_1m, rollup_1h, rollup_1d],
     description=(
-        "Rebuild event-day partitions of silver from raw and of the rollups and baselines "
-        "built from them."
+        "Rebuild event-day partitions of silver from raw and of the rollups built from them "
+        "(device_baselines follow by their automation condition)."
     ),
 )
 
-# The gold tables to recompute, in build order, when a day of a silver table changes.
-# device_events feeds no gold table yet.
+# The tables to recompute, in build order, when a day of a silver table changes: the
+# late-data ledger of the day (it says why the day changed) and the rollups.
 GOLD_AFTER: dict[str, tuple[str, ...]] = {
-    TELEMETRY.name: (ROLLUP_1M.name, ROLLUP_1H.name, ROLLUP_1D.name, DEVICE_BASELINES.name),
+    TELEMETRY.name: (LATE_DATA_LEDGER.name, ROLLUP_1M.name, ROLLUP_1H.name, ROLLUP_1D.name),
+    DEVICE_EVENTS.name: (LATE_DATA_LEDGER.name,),
 }

@@ -26,12 +26,16 @@ event_date_backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=
 
 
 def event_day_asset(
-    table: TableSpec, deps: Sequence[str | dg.AssetDep], group: str
+    table: TableSpec,
+    deps: Sequence[str | dg.AssetDep],
+    group: str,
+    automation_condition: dg.AutomationCondition | None = None,
 ) -> Callable[[Callable[..., dg.MaterializeResult]], dg.AssetsDefinition]:
     """The decorator every event-day asset shares: key and partitioning from the catalog.
 
     Each such asset overwrites exactly its days of `table`; the decorated function's
-    docstring becomes the asset's description in the UI.
+    docstring becomes the asset's description in the UI. Without an automation condition
+    the asset is rebuilt by the runs raw_landing_sensor requests (or by hand).
     """
     return dg.asset(
         key=table.name,
@@ -40,5 +44,6 @@ def event_day_asset(
         backfill_policy=event_date_backfill_policy,
         kinds={"delta", "polars"},
         group_name=group,
+        automation_condition=automation_condition,
         metadata={"partition_columns": ", ".join(table.partition_by)},
     )

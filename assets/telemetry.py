@@ -24,5 +24,5 @@ def telemetry(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     """
     window = EventWindow.from_datetimes(*context.partition_time_window)
     the_lake = lake.lake()
-    rebuilt = rebuild_silver(the_lake, TELEMETRY, window, lake.event_time_rules())
+    rebuilt = rebuild_silver(the_lake, TELEMETRY, window, lake.silver_rules())
     return rebuilt_result(rebuilt, the_lake.table_uri(TELEMETRY))

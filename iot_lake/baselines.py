@@ -4,8 +4,8 @@ A baseline is what "normal" looks like for one device's metric: the mean and (sa
 standard deviation over the last `window_days` UTC days ending on `as_of`, and an
 hour-of-day profile, because many metrics (temperature, load, battery drain) follow the
 daily cycle and a 3 a.m. reading should be judged against other 3 a.m. readings. All of it is
-merged from the rollups' count, sum and sum of squares, so it is exact, not an average of
-averages.
+merged from the rollups' count, sum and m2 (Chan's merge, as between rollup levels), so it is
+exact, not an average of averages.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from typing import Final
 import polars as pl
 
 from iot_lake.catalog import DEVICE_BASELINES
-from iot_lake.rollups import KEY_COLUMNS, mean_expr, stddev_expr
+from iot_lake.rollups import (
+    KEY_COLUMNS,
+    constant_has_no_spread,
+    mean_expr,
+    merged_m2,
+    spread_between,
+    stddev_expr,
+)
 
 BASELINE_SCHEMA: Final = pl.DataFrame(DEVICE_BASELINES.schema.empty_table()).schema
 
@@ -48,7 +55,7 @@ def device_baselines(
     if min_samples < 1:
         raise ValueError(f"min_samples must be an integer >= 1; got {min_samples}")
     by_hour = _hourly_totals(_in_window(rollup_1h.lazy(), as_of, window_days)).collect()
-    totals = by_hour.lazy().group_by(KEY_COLUMNS).agg(pl.col("count", "sum", "sum_sq").sum())
+    totals = _merge(by_hour.lazy(), list(KEY_COLUMNS))
     baselines = (
         totals.join(_hour_profile(by_hour), on=KEY_COLUMNS, how="left")
         .with_columns(
@@ -79,9 +86,18 @@ def _in_window(rollup: pl.LazyFrame, as_of: date, window_days: int) -> pl.LazyFr
 
 
 def _hourly_totals(rollup: pl.LazyFrame) -> pl.LazyFrame:
-    """Count, sum and sum of squares per key and UTC hour of day, merged over the window."""
-    return rollup.group_by(*KEY_COLUMNS, pl.col("bucket_start").dt.hour().alias("hour")).agg(
-        pl.col("count", "sum", "sum_sq").sum()
+    """Count, sum, m2, min and max per key and UTC hour of day, merged over the window."""
+    with_hour = rollup.with_columns(hour=pl.col("bucket_start").dt.hour())
+    return _merge(with_hour, [*KEY_COLUMNS, "hour"])
+
+
+def _merge(parts: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
+    """Count, sum, m2, min and max of the parts merged per group of `by` (Chan's merge)."""
+    return (
+        parts.with_columns(spread_between(by))
+        .group_by(by)
+        .agg(pl.col("count", "sum").sum(), merged_m2(), pl.col("min").min(), pl.col("max").max())
+        .with_columns(constant_has_no_spread())
     )
 
 

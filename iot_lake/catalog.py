@@ -75,6 +75,9 @@ def _rollup_spec(name: str, bucket: str, built_from: str) -> TableSpec:
                 pa.field("count", pa.int64(), nullable=False),
                 pa.field("sum", pa.float64(), nullable=False),
                 pa.field("sum_sq", pa.float64(), nullable=False),
+                # Sum of squared deviations from the bucket mean: what the standard deviation
+                # is computed from, because sum_sq - sum^2/count cancels when mean >> spread.
+                pa.field("m2", pa.float64(), nullable=False),
                 pa.field("min", pa.float64(), nullable=False),
                 pa.field("max", pa.float64(), nullable=False),
                 pa.field("first_value", pa.float64(), nullable=False),
@@ -88,8 +91,8 @@ def _rollup_spec(name: str, bucket: str, built_from: str) -> TableSpec:
         owner="dagster: rollups",
         description=(
             f"Gold: {bucket} mergeable aggregates per device x metric (count, sum, sum of "
-            f"squares, min, max, first, last), built from {built_from}; mean and standard "
-            "deviation are exact at every level."
+            "squares, sum of squared deviations from the mean (m2), min, max, first, last), "
+            f"built from {built_from}; mean and standard deviation are exact at every level."
         ),
     )
 
@@ -187,6 +190,104 @@ DEVICE_BASELINES = TableSpec(
     ),
 )
 
+DEVICE_REGISTRY = TableSpec(
+    name="device_registry",
+    schema=pa.schema(
+        [
+            pa.field("tenant_id", pa.string(), nullable=False),
+            pa.field("device_id", pa.string(), nullable=False),
+            pa.field("device_type", pa.string()),
+            pa.field("device_type_reported_at", UTC_MICROS),
+            pa.field("fleet", pa.string()),
+            pa.field("fleet_reported_at", UTC_MICROS),
+            # Event times of any message of the device.
+            pa.field("first_seen", UTC_MICROS, nullable=False),
+            pa.field("last_seen", UTC_MICROS, nullable=False),
+            # Server time the last message of any kind arrived: the heartbeat timeout's clock.
+            pa.field("last_ingest_time", UTC_MICROS, nullable=False),
+            # Firmware reported (telemetry `fw`, firmware events), event times: since = the
+            # first report of this version after the last report of another one (previous_at).
+            pa.field("firmware", pa.string()),
+            pa.field("firmware_since", UTC_MICROS),
+            pa.field("firmware_reported_at", UTC_MICROS),
+            pa.field("firmware_previous_at", UTC_MICROS),
+            # Status messages (online/offline, the MQTT Last Will included), ordered by
+            # ingest time: the Last Will is published by the broker, not timed by the device.
+            pa.field("status", pa.string()),
+            pa.field("status_reason", pa.string()),
+            pa.field("status_since", UTC_MICROS),
+            pa.field("status_reported_at", UTC_MICROS),
+            pa.field("status_previous_at", UTC_MICROS),
+            pa.field("last_heartbeat_at", UTC_MICROS),
+            pa.field("last_boot_at", UTC_MICROS),
+            pa.field("last_crash_at", UTC_MICROS),
+        ]
+    ),
+    partition_by=(),
+    key_columns=("tenant_id", "device_id"),
+    owner="dagster: device_registry",
+    description=(
+        "The reported half of the device shadow, one row per tenant x device: type, fleet, "
+        "first and last seen, reported firmware and since when, last status (online/offline, "
+        "Last Will included) and since when, last heartbeat, boot and crash; merged "
+        "monotonically from silver, so late data never rolls it back. Connectivity with the "
+        "heartbeat timeout applied is the device_connectivity view (relative to now)."
+    ),
+)
+
+DEVICE_STATE = TableSpec(
+    name="device_state",
+    schema=pa.schema(
+        [
+            pa.field("tenant_id", pa.string(), nullable=False),
+            pa.field("device_id", pa.string(), nullable=False),
+            pa.field("metric", pa.string(), nullable=False),
+            pa.field("value", pa.float64(), nullable=False),
+            pa.field("unit", pa.string()),
+            pa.field("event_time", UTC_MICROS, nullable=False),
+            pa.field("ingest_time", UTC_MICROS, nullable=False),
+            pa.field("message_id", pa.string(), nullable=False),
+        ]
+    ),
+    partition_by=(),
+    key_columns=("tenant_id", "device_id", "metric"),
+    owner="dagster: device_state",
+    description=(
+        "The latest reported value of every tenant x device x metric (normalized unit), "
+        "with its event and ingest time: the reading with the greatest (event_time, "
+        "ingest_time, message_id) wins, so a late flush of older readings never replaces it."
+    ),
+)
+
+LATE_DATA_LEDGER = TableSpec(
+    name="late_data_ledger",
+    schema=pa.schema(
+        [
+            pa.field("tenant_id", pa.string(), nullable=False),
+            pa.field("device_id", pa.string(), nullable=False),
+            pa.field("table", pa.string(), nullable=False),
+            pa.field("event_date", pa.date32(), nullable=False),
+            pa.field("ingest_date", pa.date32(), nullable=False),
+            pa.field("late_messages", pa.int64(), nullable=False),
+            pa.field("first_event_time", UTC_MICROS, nullable=False),
+            pa.field("last_event_time", UTC_MICROS, nullable=False),
+            pa.field("first_ingest_time", UTC_MICROS, nullable=False),
+            pa.field("last_ingest_time", UTC_MICROS, nullable=False),
+            pa.field("max_lateness_s", pa.float64(), nullable=False),
+            pa.field("mean_lateness_s", pa.float64(), nullable=False),
+        ]
+    ),
+    partition_by=("event_date",),
+    key_columns=("device_id", "table", "event_date", "ingest_date"),
+    owner="dagster: late_data_ledger",
+    description=(
+        "Late data per device x silver table x event day x arrival day: messages whose device "
+        "clock is trusted (contract 4) but which arrived more than the skew tolerance after "
+        "it (a buffer flushed on reconnect), how many and how late. What made old event "
+        "days be recomputed."
+    ),
+)
+
 CATALOG: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -197,6 +298,9 @@ CATALOG: dict[str, TableSpec] = {
         ROLLUP_1H,
         ROLLUP_1D,
         DEVICE_BASELINES,
+        DEVICE_REGISTRY,
+        DEVICE_STATE,
+        LATE_DATA_LEDGER,
     )
 }
 

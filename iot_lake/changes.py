@@ -8,6 +8,11 @@ cost no extra writes. delta-rs 1.6 exposes a snapshot's files (`get_add_actions`
 one commit's actions, so the commits are replayed version by version and the file sets
 compared.
 
+On a table whose partitions are overwritten (silver, rebuilt per event day), a rewrite
+removes the day's files and adds new ones holding all of its rows: "added since N" is then
+every current row of the days rewritten after N, old rows included. That is what a reader
+merging idempotently needs (iot_lake.shadow_update); rows a rewrite removed are not listed.
+
 Compaction (the consumer runs OPTIMIZE on raw) rewrites files without changing data: its
 new files are skipped, unless it swallowed a file added after the cursor, whose rows then
 live only in the compacted file; that file is read instead (it holds older rows too, so a
@@ -22,6 +27,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
 
 from iot_lake.catalog import TableSpec
 from iot_lake.lake import Lake
@@ -73,7 +79,13 @@ def files_added_since(lake: Lake, spec: TableSpec, after_version: int | None) ->
         reason = f"the log no longer holds the commits after version {after_version}"
         return AddedFiles(None, latest, current, reason)
     uri = lake.table_uri(spec)
-    walker = DeltaTable(uri, version=after_version, storage_options=lake.storage_options)
+    try:
+        walker = DeltaTable(uri, version=after_version, storage_options=lake.storage_options)
+    except TableNotFoundError:
+        # The commits after the cursor are logged, but the log was cleaned up to a
+        # checkpoint after it (iot_lake.maintenance): its own snapshot cannot be rebuilt.
+        reason = f"the log no longer holds the snapshot of version {after_version}"
+        return AddedFiles(None, latest, current, reason)
     before = _file_paths(walker)
     added: set[str] = set()
     for version in range(after_version + 1, latest + 1):

@@ -12,9 +12,10 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from iot_lake.dagster_ui import DEFAULT_HOME, DagsterDev, DagsterUiError, lake_environment
 from iot_lake.errors import InvalidInput
 from iot_lake.lake import Lake, LakeUnavailable
 from iot_lake.settings import BatchLimits, Settings, load_settings
@@ -112,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="simulated start, ISO 8601 UTC (default: 2 days ago); then real time",
     )
+    run.add_argument(
+        "--ui-port",
+        type=_positive_int,
+        help="port of the Dagster UI on 127.0.0.1 (env IOT_LAKE_UI_PORT, default 3000)",
+    )
+    run.add_argument(
+        "--no-ui", action="store_true", help="without the Dagster UI (dagster dev): headless"
+    )
     _add_fleet_options(run)
     run.set_defaults(devices=50)
     _add_lake_option(run)
@@ -122,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     tables = commands.add_parser("tables", help="row counts of every lake table")
     _add_lake_option(tables)
+
+    maintain = commands.add_parser(
+        "maintain", help="compact, vacuum, trim logs and expire raw (what the nightly job does)"
+    )
+    maintain.add_argument(
+        "--table", action="append", help="a catalog table (repeatable; default: every table)"
+    )
+    maintain.add_argument("--dry-run", action="store_true", help="report only, change nothing")
+    _add_lake_option(maintain)
     return parser
 
 
@@ -172,8 +190,19 @@ def _simulate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from streaming.demo import run_demo
 
-    settings = _settings(args)
-    return run_demo(settings, args)
+    settings = _settings(args).with_overrides(ui_port=args.ui_port)
+    if args.no_ui:
+        return run_demo(settings, args)
+    # The UI starts first (it takes seconds) and stops last: Ctrl-C reaches the consumer,
+    # which commits what it holds, and only then does dagster dev get its SIGINT.
+    ui = DagsterDev(DEFAULT_HOME, settings.ui_port, lake_environment(settings)).start()
+    try:
+        print(f"iot-lake run: starting the Dagster UI at {ui.url} (log: {ui.log_path})")
+        ui.announce_when_ready(lambda line: print(line, flush=True))
+        return run_demo(settings, args)
+    finally:
+        print("iot-lake run: stopping the Dagster UI (dagster dev) ...", flush=True)
+        print(f"iot-lake run: Dagster UI stopped in {ui.stop():.1f} s", flush=True)
 
 
 def _sql(args: argparse.Namespace) -> int:
@@ -181,7 +210,9 @@ def _sql(args: argparse.Namespace) -> int:
 
     from iot_lake.sql import connect
 
-    con = connect(Lake.from_settings(_settings(args)))
+    settings = _settings(args)
+    timeout = timedelta(seconds=settings.heartbeat_timeout_s)
+    con = connect(Lake.from_settings(settings), heartbeat_timeout=timeout)
     try:
         con.sql(args.query).show(max_rows=50, max_width=200)
     except duckdb.Error as exc:
@@ -203,7 +234,29 @@ def _tables(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"consume": _consume, "simulate": _simulate, "run": _run, "sql": _sql, "tables": _tables}
+def _maintain(args: argparse.Namespace) -> int:
+    from iot_lake.catalog import CATALOG
+    from iot_lake.maintenance import RetentionPolicy, maintain_lake
+
+    unknown = [name for name in args.table or () if name not in CATALOG]
+    if unknown:
+        raise InvalidInput("--table", "one of " + ", ".join(CATALOG), unknown[0])
+    specs = [CATALOG[name] for name in args.table] if args.table else None
+    settings = _settings(args)
+    policy = RetentionPolicy.from_settings(settings)
+    for report in maintain_lake(Lake.from_settings(settings), policy, specs, dry_run=args.dry_run):
+        print(report.summary(), flush=True)
+    return 0
+
+
+COMMANDS = {
+    "consume": _consume,
+    "simulate": _simulate,
+    "run": _run,
+    "sql": _sql,
+    "tables": _tables,
+    "maintain": _maintain,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -211,7 +264,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (InvalidInput, LakeUnavailable, FileNotFoundError, ConnectionError) as exc:
+    except (
+        InvalidInput,
+        LakeUnavailable,
+        FileNotFoundError,
+        ConnectionError,
+        DagsterUiError,
+    ) as exc:
         print(f"iot-lake {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

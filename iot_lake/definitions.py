@@ -3,7 +3,14 @@
 raw_telemetry, which the streaming consumer writes, is an external asset (an AssetSpec);
 the silver assets rebuild event-day partitions from it, the gold assets (rollups,
 baselines) the same days from silver, and raw_landing_sensor requests the partitions each
-new raw commit touched, silver and gold in one run per day. Every list is spelled out
+new raw commit touched, silver, the late-data ledger and rollups in one run per day;
+device_baselines follow by their automation condition (D..D+6 after rollup_1h of D is
+rebuilt). device_registry and
+device_state (unpartitioned) merge what silver committed since their last run; their
+automation condition requests them whenever any silver day is rebuilt.
+lake_maintenance_schedule runs lake_maintenance_job nightly (compaction, vacuum, raw
+retention). automation_condition_sensor evaluates all automation conditions and, unlike
+Dagster's default one, starts running. Every list is spelled out
 here, so what the code location holds is visible in one place.
 """
 
@@ -12,13 +19,18 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.baselines import device_baselines
+from assets.checks import QUALITY_CHECKS
 from assets.device_events import device_events
+from assets.device_state import device_registry, device_state
 from assets.jobs import event_day_job, silver_job
+from assets.late_data import late_data_ledger
 from assets.rollups import rollup_1d, rollup_1h, rollup_1m
 from assets.telemetry import telemetry
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.settings import load_settings
 from resources.lake import LakeResource
+from sensors.automation import automation_condition_sensor
+from sensors.maintenance import lake_maintenance_job, lake_maintenance_schedule
 from sensors.raw_landing import raw_landing_sensor
 
 raw_telemetry = dg.AssetSpec(
@@ -38,12 +50,17 @@ defs = dg.Definitions(
         raw_telemetry,
         telemetry,
         device_events,
+        late_data_ledger,
         rollup_1m,
         rollup_1h,
         rollup_1d,
         device_baselines,
+        device_registry,
+        device_state,
     ],
-    jobs=[silver_job, event_day_job],
-    sensors=[raw_landing_sensor],
+    asset_checks=QUALITY_CHECKS,
+    jobs=[silver_job, event_day_job, lake_maintenance_job],
+    sensors=[raw_landing_sensor, automation_condition_sensor],
+    schedules=[lake_maintenance_schedule],
     resources={"lake": LakeResource.from_settings(load_settings())},
 )

@@ -19,6 +19,8 @@ from deltalake.exceptions import CommitFailedError
 from iot_lake.baselines import DEFAULT_MIN_SAMPLES, device_baselines
 from iot_lake.catalog import (
     DEVICE_BASELINES,
+    DEVICE_EVENTS,
+    LATE_DATA_LEDGER,
     ROLLUP_1D,
     ROLLUP_1H,
     ROLLUP_1M,
@@ -26,6 +28,7 @@ from iot_lake.catalog import (
     TableSpec,
 )
 from iot_lake.lake import Lake
+from iot_lake.late_data import late_data_ledger
 from iot_lake.partitions import EventWindow
 from iot_lake.rebuild import Rebuilt
 from iot_lake.rollups import rollup_1m, rollup_up
@@ -37,6 +40,8 @@ DATE_COLUMN = {
     ROLLUP_1H.name: "bucket_date",
     ROLLUP_1D.name: "bucket_date",
     DEVICE_BASELINES.name: "as_of_date",
+    DEVICE_EVENTS.name: "event_date",
+    LATE_DATA_LEDGER.name: "event_date",
 }
 
 # Each coarser rollup: the level it merges and its bucket width.
@@ -78,6 +83,15 @@ def baselines_window(
     hourly = read_window(lake, ROLLUP_1H, history).collect()
     per_day = [device_baselines(hourly, day, window_days, min_samples) for day in window.days()]
     return pl.concat(per_day)
+
+
+def late_data_window(lake: Lake, window: EventWindow, skew_tolerance: timedelta) -> pl.DataFrame:
+    """The late-data ledger of the window's days, from their telemetry and device_events."""
+    return late_data_ledger(
+        read_window(lake, TELEMETRY, window),
+        read_window(lake, DEVICE_EVENTS, window),
+        skew_tolerance,
+    )
 
 
 def rebuild_gold(

@@ -24,6 +24,10 @@ class LakeUnavailable(RuntimeError):
     """The lake root cannot be created or written; the message says where and why."""
 
 
+class TableSchemaOutdated(RuntimeError):
+    """A table on storage lacks (or has extra) catalog columns; the message says which."""
+
+
 class Lake:
     """One lake root plus the storage options needed to reach it."""
 
@@ -176,8 +180,27 @@ class Lake:
             table = DeltaTable(
                 self.table_uri(spec), version=read_version, storage_options=self.storage_options
             )
+        self._check_columns(spec, table)
         write_deltalake(table, data.cast(spec.schema), mode="overwrite", predicate=predicate)
         return table.version()  # the table object now stands at this write's commit
+
+    def _check_columns(self, spec: TableSpec, table: DeltaTable) -> None:
+        """Refuse to write a table created before the catalog's columns changed, saying so.
+
+        Without this, delta-rs fails with "Cannot cast schema, number of fields does not
+        match". Merging the new columns in instead would leave them null in the partitions
+        not rewritten yet, and sums over them would silently skip those rows.
+        """
+        on_storage = list(table.schema().to_arrow().names)
+        missing = [name for name in spec.column_names if name not in on_storage]
+        extra = [name for name in on_storage if name not in spec.column_names]
+        if missing or extra:
+            raise TableSchemaOutdated(
+                f"table {spec.name} at {self.table_uri(spec)} was created with other columns "
+                f"than the catalog's (missing: {', '.join(missing) or 'none'}; not in the "
+                f"catalog: {', '.join(extra) or 'none'}); a derived table is rebuilt by "
+                "deleting it and backfilling its partitions, any other needs a migration"
+            )
 
     def quarantine(self) -> pl.DataFrame:
         """The dead-letter view: raw rows that carry an error code."""

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 from deltalake.exceptions import CommitFailedError
 
 from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY, TableSpec
 from iot_lake.lake import Lake
+from iot_lake.maintenance import first_retained_raw_day
 from iot_lake.partitions import EventWindow
-from iot_lake.silver import RawFrame, decode_device_events, decode_telemetry
+from iot_lake.silver import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    RawFrame,
+    decode_device_events,
+    decode_telemetry,
+)
 
 Decoder = Callable[..., pl.DataFrame]
 
@@ -31,11 +37,43 @@ SILVER_DECODERS: dict[str, Decoder] = {
 
 
 @dataclass(frozen=True)
-class EventTimeRules:
-    """Contract 4's knobs: how far a device clock is trusted ahead of and behind ingest."""
+class SilverRules:
+    """How raw rows become silver rows.
+
+    Contract 4's knobs (how far a device clock is trusted ahead of and behind ingest), and
+    the payload size limit that quarantined raw rows are checked against again, so a
+    rebuild after a fix of the checks (or of the limit) takes in what now passes.
+    """
 
     skew_tolerance: timedelta
     max_lateness: timedelta
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    # Days of raw the lake keeps (None: forever); a window needing older raw is refused.
+    raw_retention_days: int | None = None
+
+
+class RawExpired(ValueError):
+    """A rebuild needs raw days that raw retention has deleted; silver is left as it is."""
+
+
+def check_raw_retained(window: EventWindow, rules: SilverRules, today: date) -> None:
+    """Refuse to rebuild a window part of whose raw is gone: it would overwrite silver with less.
+
+    The event days of a window read raw ingested from a little before them (the skew
+    tolerance) on; when raw retention has deleted some of those days, a rebuild would keep
+    only the rows whose raw is left. Such days keep the silver (and gold) they have.
+    """
+    if rules.raw_retention_days is None:
+        return
+    kept_from = first_retained_raw_day(today, rules.raw_retention_days)
+    first_ingest, _ = window.raw_ingest_span(rules.skew_tolerance, rules.max_lateness)
+    if first_ingest.date() < kept_from:
+        raise RawExpired(
+            f"event days {window.label}: rebuilding needs raw ingested from "
+            f"{first_ingest.date()}, but raw before {kept_from} is deleted "
+            f"(IOT_LAKE_RAW_RETENTION_DAYS={rules.raw_retention_days}); their silver and "
+            "gold are kept as they are"
+        )
 
 
 @dataclass(frozen=True)
@@ -49,7 +87,7 @@ class Rebuilt:
     sample: pl.DataFrame
 
 
-def raw_rows_for(lake: Lake, window: EventWindow, rules: EventTimeRules) -> pl.LazyFrame:
+def raw_rows_for(lake: Lake, window: EventWindow, rules: SilverRules) -> pl.LazyFrame:
     """Every raw row whose message can have its event time in the window (lazily)."""
     partitions = window.raw_ingest_filter(rules.skew_tolerance, rules.max_lateness)
     rows = window.raw_ingest_rows(rules.skew_tolerance, rules.max_lateness)
@@ -57,10 +95,15 @@ def raw_rows_for(lake: Lake, window: EventWindow, rules: EventTimeRules) -> pl.L
 
 
 def decode_window(
-    spec: TableSpec, raw: RawFrame, window: EventWindow, rules: EventTimeRules
+    spec: TableSpec, raw: RawFrame, window: EventWindow, rules: SilverRules
 ) -> pl.DataFrame:
     """The silver rows of a table whose event date is in the window, decoded from raw rows."""
-    decoded = SILVER_DECODERS[spec.name](raw, rules.skew_tolerance, max_lateness=rules.max_lateness)
+    decoded = SILVER_DECODERS[spec.name](
+        raw,
+        rules.skew_tolerance,
+        max_lateness=rules.max_lateness,
+        max_payload_bytes=rules.max_payload_bytes,
+    )
     return decoded.filter(window.contains("event_date"))
 
 
@@ -68,7 +111,7 @@ def rebuild_silver(
     lake: Lake,
     spec: TableSpec,
     window: EventWindow,
-    rules: EventTimeRules,
+    rules: SilverRules,
     *,
     max_attempts: int = 5,
     sample_rows: int = 5,
@@ -81,6 +124,7 @@ def rebuild_silver(
     meantime fails to commit and recomputes from the newer raw: the last commit always
     comes from the newest read of raw, never from a stale one.
     """
+    check_raw_retained(window, rules, datetime.now(UTC).date())
     attempt = 0
     while True:
         attempt += 1

@@ -7,6 +7,7 @@ AWS variables (endpoint, region, credentials, `AWS_ALLOW_HTTP` for a local endpo
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,9 @@ class BatchLimits:
     max_age_s: float = 2.0
 
 
+MQTT_PROTOCOLS = ("3.1.1", "5")
+
+
 @dataclass(frozen=True)
 class MqttSettings:
     """Where the MQTT broker is and how the consumer's persistent session is named."""
@@ -54,7 +58,16 @@ class MqttSettings:
     client_id: str = "iot-lake-consumer"
     share_group: str | None = None
     topic_filter: str = "tenant/+/devices/+/+"
+    # MQTT 3.1.1 by default: paho parses v5 properties in Python for every PUBLISH, which
+    # halved the rate of one consumer here (README, figures). Both keep a persistent session,
+    # QoS 1 and shared subscriptions; "5" adds Receive Maximum and a session expiry sent by
+    # the client (a 3.1.1 session lives until the broker's persistent_client_expiration).
+    protocol: str = "3.1.1"
     session_expiry_s: int = 7 * 24 * 3600
+
+    def __post_init__(self) -> None:
+        if self.protocol not in MQTT_PROTOCOLS:
+            raise InvalidInput("IOT_LAKE_MQTT_PROTOCOL", "3.1.1 or 5", self.protocol)
 
 
 @dataclass(frozen=True)
@@ -68,10 +81,24 @@ class Settings:
     max_payload_bytes: int = 64 * 1024
     log_retention_hours: int = 48
     checkpoint_interval: int = 100
+    # Where `iot-lake run` serves the Dagster UI (dagster dev on 127.0.0.1).
+    ui_port: int = 3000
     # Contract 4: a device timestamp within this of ingest time is trusted as event time...
     skew_tolerance_s: float = 300.0
     # ...and so is one behind ingest by up to this much (a device flushing its buffer).
     max_lateness_s: float = 7 * 24 * 3600.0
+    # A device whose last message of any kind arrived longer ago than this counts as offline
+    # (heartbeat timeout), applied when device connectivity is read, relative to that moment.
+    # Five missed heartbeats of the simulator's default fleet (one a minute); set it to a few
+    # heartbeat periods of the real fleet.
+    heartbeat_timeout_s: float = 300.0
+    # Maintenance (iot_lake.maintenance): files replaced by a rewrite stay this long before
+    # vacuum deletes them; never below the log retention, so every version the log still
+    # holds stays readable (unset: the log retention).
+    vacuum_retention_hours: int = 48
+    # raw_telemetry ingest days kept before today; None keeps raw forever (it is the only
+    # replay source). At least `min_raw_retention_days`: silver rebuilds read raw that old.
+    raw_retention_days: int | None = None
 
     @property
     def is_remote(self) -> bool:
@@ -103,6 +130,43 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
         raise InvalidInput(name, "a number of seconds", raw) from None
 
 
+def min_raw_retention_days(max_lateness_s: float) -> int:
+    """The shortest raw retention that keeps every automatic silver rebuild complete.
+
+    A late reading is at most `max_lateness_s` old, and the rebuild of its event day D reads
+    raw from ingest day D-1 on; one more day covers a rebuild running just after midnight.
+    """
+    return math.ceil(max_lateness_s / 86400) + 2
+
+
+def _env_vacuum_retention(env: Mapping[str, str], log_retention_hours: int) -> int:
+    name = "IOT_LAKE_VACUUM_RETENTION_HOURS"
+    expected = f"a whole number of hours, at least the log retention ({log_retention_hours})"
+    hours = _env_int(env, name, log_retention_hours)
+    if hours < log_retention_hours:
+        raise InvalidInput(name, expected, env.get(name))
+    return hours
+
+
+def _env_raw_retention(env: Mapping[str, str], max_lateness_s: float) -> int | None:
+    name = "IOT_LAKE_RAW_RETENTION_DAYS"
+    raw = env.get(name)
+    if raw is None or raw.strip() in ("", "forever"):
+        return None
+    minimum = min_raw_retention_days(max_lateness_s)
+    expected = (
+        f"a whole number of days, at least {minimum} (IOT_LAKE_MAX_LATENESS_S in days + 2), "
+        "or 'forever'"
+    )
+    try:
+        days = int(raw)
+    except ValueError:
+        raise InvalidInput(name, expected, raw) from None
+    if days < minimum:
+        raise InvalidInput(name, expected, raw)
+    return days
+
+
 def storage_options_from_env(env: Mapping[str, str]) -> dict[str, str]:
     """The AWS variables delta-rs and boto3 both understand, as delta-rs storage options."""
     options = {key: env[key] for key in _STORAGE_ENV_KEYS if env.get(key)}
@@ -126,24 +190,33 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         client_id=env.get("IOT_LAKE_MQTT_CLIENT_ID", mqtt_defaults.client_id),
         share_group=env.get("IOT_LAKE_MQTT_SHARE_GROUP") or None,
         topic_filter=env.get("IOT_LAKE_MQTT_TOPIC_FILTER", mqtt_defaults.topic_filter),
+        protocol=env.get("IOT_LAKE_MQTT_PROTOCOL") or mqtt_defaults.protocol,
     )
     batch = BatchLimits(
         max_records=_env_int(env, "IOT_LAKE_BATCH_MAX_RECORDS", batch_defaults.max_records),
         max_bytes=_env_int(env, "IOT_LAKE_BATCH_MAX_BYTES", batch_defaults.max_bytes),
         max_age_s=_env_float(env, "IOT_LAKE_BATCH_MAX_AGE_S", batch_defaults.max_age_s),
     )
+    log_retention_hours = _env_int(
+        env, "IOT_LAKE_LOG_RETENTION_HOURS", defaults.log_retention_hours
+    )
+    max_lateness_s = _env_float(env, "IOT_LAKE_MAX_LATENESS_S", defaults.max_lateness_s)
     return Settings(
         lake_root=env.get("IOT_LAKE_ROOT", defaults.lake_root),
         storage_options=storage_options_from_env(env),
         mqtt=mqtt,
         batch=batch,
         max_payload_bytes=_env_int(env, "IOT_LAKE_MAX_PAYLOAD_BYTES", defaults.max_payload_bytes),
-        log_retention_hours=_env_int(
-            env, "IOT_LAKE_LOG_RETENTION_HOURS", defaults.log_retention_hours
-        ),
+        log_retention_hours=log_retention_hours,
         checkpoint_interval=_env_int(
             env, "IOT_LAKE_CHECKPOINT_INTERVAL", defaults.checkpoint_interval
         ),
+        ui_port=_env_int(env, "IOT_LAKE_UI_PORT", defaults.ui_port),
         skew_tolerance_s=_env_float(env, "IOT_LAKE_SKEW_TOLERANCE_S", defaults.skew_tolerance_s),
-        max_lateness_s=_env_float(env, "IOT_LAKE_MAX_LATENESS_S", defaults.max_lateness_s),
+        max_lateness_s=max_lateness_s,
+        heartbeat_timeout_s=_env_float(
+            env, "IOT_LAKE_HEARTBEAT_TIMEOUT_S", defaults.heartbeat_timeout_s
+        ),
+        vacuum_retention_hours=_env_vacuum_retention(env, log_retention_hours),
+        raw_retention_days=_env_raw_retention(env, max_lateness_s),
     )

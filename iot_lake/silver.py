@@ -4,8 +4,9 @@ Pure functions over polars frames (no Dagster, no lake I/O), so an asset, a back
 a replay after a decoder fix all run the same code. Every function takes raw rows in
 RAW_TELEMETRY's schema, eager or lazy, and:
 
-- keeps valid rows only (`error_code` null; the quarantine is replayed by fixing the
-  consumer's checks and re-landing, not by decoding around them here);
+- keeps the rows valid by today's checks: those the consumer accepted, and quarantined
+  ones that pass the same checks now (after a fix of the checks, a rebuild of the days
+  is the replay; raw itself is never rewritten);
 - deduplicates by (device_id, message_id), keeping the earliest ingest: MQTT delivers at
   least once and its duplicates are byte-identical, so any copy decodes the same;
 - applies the event-time rule of contract 4 (`with_event_time`).
@@ -21,6 +22,7 @@ order (`preserve_insertion_order`), so decoded columns line up with the messages
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
@@ -28,8 +30,10 @@ import duckdb
 import orjson
 import polars as pl
 
-from iot_lake.catalog import DEVICE_EVENTS, TELEMETRY, TableSpec
+from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY, TableSpec
 from iot_lake.metrics import canonical_columns
+from iot_lake.settings import Settings
+from iot_lake.wire import inspect_message
 
 RawFrame = pl.DataFrame | pl.LazyFrame
 
@@ -51,10 +55,17 @@ _DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "preserve_insertion_order": True,
 }
 _COMMON_FIELDS = ("device_id", "message_id", "ts")
+# The consumer's default payload limit, for re-checks of quarantined rows.
+DEFAULT_MAX_PAYLOAD_BYTES = Settings.max_payload_bytes
+RAW_SCHEMA = pl.Schema(pl.DataFrame(RAW_TELEMETRY.schema.empty_table()).schema)
 
 
 def decode_telemetry(
-    raw: RawFrame, skew_tolerance: timedelta, *, max_lateness: timedelta | None = None
+    raw: RawFrame,
+    skew_tolerance: timedelta,
+    *,
+    max_lateness: timedelta | None = None,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> pl.DataFrame:
     """One telemetry row per (message, metric), in TELEMETRY's schema (the long layout).
 
@@ -62,7 +73,7 @@ def decode_telemetry(
     a metric never seen before flows through with no code or catalog change. Event time
     is settled per message, before the message fans out into its readings.
     """
-    messages = unique_messages(raw, ("telemetry",))
+    messages = unique_messages(raw, ("telemetry",), max_payload_bytes)
     if messages.is_empty():
         return empty_frame(TELEMETRY)
     names = _metric_names(messages)
@@ -76,7 +87,11 @@ def decode_telemetry(
 
 
 def decode_device_events(
-    raw: RawFrame, skew_tolerance: timedelta, *, max_lateness: timedelta | None = None
+    raw: RawFrame,
+    skew_tolerance: timedelta,
+    *,
+    max_lateness: timedelta | None = None,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> pl.DataFrame:
     """One row per event or status message, in DEVICE_EVENTS's schema.
 
@@ -85,7 +100,7 @@ def decode_device_events(
     `details` holds the payload's remaining fields as compact JSON (null when none remain):
     what is already a column is not repeated, and nothing else is lost.
     """
-    messages = unique_messages(raw, ("events", "status"))
+    messages = unique_messages(raw, ("events", "status"), max_payload_bytes)
     if messages.is_empty():
         return empty_frame(DEVICE_EVENTS)
     fields = _decode_event_payloads(messages)
@@ -103,7 +118,11 @@ def decode_device_events(
 
 
 def event_dates_touched(
-    raw: RawFrame, skew_tolerance: timedelta, *, max_lateness: timedelta | None = None
+    raw: RawFrame,
+    skew_tolerance: timedelta,
+    *,
+    max_lateness: timedelta | None = None,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> pl.DataFrame:
     """Which event_date partitions of telemetry and device_events some raw rows land in.
 
@@ -112,7 +131,7 @@ def event_dates_touched(
     device clock runs ahead within the tolerance). Run over the rows of new raw commits,
     it says which partitions to recompute and feeds the late-data ledger.
     """
-    messages = unique_messages(raw, ("telemetry", "events", "status"))
+    messages = unique_messages(raw, ("telemetry", "events", "status"), max_payload_bytes)
     query = "SELECT from_json(payload, $structure).ts AS ts FROM p"
     ts = _query(messages, query, {"structure": '{"ts": "BIGINT"}'})
     timed = pl.concat([messages, ts], how="horizontal").lazy()
@@ -137,8 +156,14 @@ def event_dates_touched(
     )
 
 
-def unique_messages(raw: RawFrame, kinds: Sequence[str]) -> pl.DataFrame:
+def unique_messages(
+    raw: RawFrame, kinds: Sequence[str], max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+) -> pl.DataFrame:
     """Valid raw rows of the given kinds, one per (device_id, message_id), earliest ingest.
+
+    Valid means valid by today's checks: rows the consumer quarantined are checked again
+    (`recheck_quarantined`), so a rebuild after a fix of the checks takes in what now
+    passes, while raw keeps the verdict given at ingest.
 
     Duplicates are rare, so they are found with a 64-bit hash of the key and only the
     few rows whose hash repeats are deduplicated exactly: 0.4 s for 1M raw rows against
@@ -147,10 +172,14 @@ def unique_messages(raw: RawFrame, kinds: Sequence[str]) -> pl.DataFrame:
     Duplicates are removed within the rows given: to keep a partition free of a copy
     that arrived in a later commit, decode every raw row that maps to it together.
     """
-    valid = raw.lazy().filter(
-        pl.col("error_code").is_null() & pl.col("message_kind").is_in(list(kinds))
+    of_kind = pl.col("message_kind").is_in(list(kinds))
+    valid = raw.lazy().filter(pl.col("error_code").is_null() & of_kind)
+    messages = pl.concat(
+        [
+            valid.select(_MESSAGE_COLUMNS).collect(),
+            recheck_quarantined(raw, max_payload_bytes).filter(of_kind),
+        ]
     )
-    messages = valid.select(_MESSAGE_COLUMNS).collect()
     repeated = pl.struct("device_id", "message_id").hash().is_duplicated()
     candidates = messages.filter(repeated)
     if candidates.is_empty():
@@ -159,6 +188,40 @@ def unique_messages(raw: RawFrame, kinds: Sequence[str]) -> pl.DataFrame:
         ["device_id", "message_id"], keep="first", maintain_order=True
     )
     return pl.concat([messages.filter(~repeated), earliest])
+
+
+def recheck_quarantined(raw: RawFrame, max_payload_bytes: int) -> pl.DataFrame:
+    """The quarantined raw rows that today's checks accept, as message rows.
+
+    Each is checked again exactly as the consumer checks a received message
+    (`iot_lake.wire.inspect_message`, Python per row: quarantined rows are a fraction of a
+    percent of raw), from its stored topic and payload (base64-decoded where raw had to
+    keep it so). Identity and message id come from that check.
+    """
+    quarantined = (
+        raw.lazy()
+        .filter(pl.col("error_code").is_not_null())
+        .select("topic", "payload", "payload_encoding", "ingest_time", "ingest_date")
+        .collect()
+    )
+    accepted: list[tuple[object, ...]] = []
+    for topic, payload, encoding, ingest_time, ingest_date in quarantined.iter_rows():
+        received = base64.b64decode(payload) if encoding == "base64" else payload.encode()
+        checked = inspect_message(topic, received, max_payload_bytes)
+        if checked.error_code is None:
+            accepted.append(
+                (
+                    checked.tenant_id,
+                    checked.device_id,
+                    checked.message_kind,
+                    checked.message_id,
+                    ingest_time,
+                    ingest_date,
+                    checked.payload,
+                )
+            )
+    schema = {name: RAW_SCHEMA[name] for name in _MESSAGE_COLUMNS}
+    return pl.DataFrame(accepted, schema=schema, orient="row")
 
 
 def with_event_time(

@@ -1,20 +1,36 @@
-"""DuckDB over the lake: every catalog table is a view of the same name, plus `quarantine`.
+"""DuckDB over the lake: every catalog table is a view of the same name, plus two views.
 
-DuckDB reads the Delta tables themselves (through delta-rs' Arrow dataset, since the
-DuckDB delta extension cannot be installed offline here); nothing is exported by hand.
+`quarantine` (raw rows with an error) and `device_connectivity` (device_registry with the
+heartbeat timeout applied as of the query's now, see iot_lake.connectivity). DuckDB reads
+the Delta tables themselves (through delta-rs' Arrow dataset, since the DuckDB delta
+extension cannot be installed offline here); nothing is exported by hand.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import duckdb
 
-from iot_lake.catalog import CATALOG, QUARANTINE_PREDICATE, QUARANTINE_VIEW, RAW_TELEMETRY
+from iot_lake.catalog import (
+    CATALOG,
+    DEVICE_REGISTRY,
+    QUARANTINE_PREDICATE,
+    QUARANTINE_VIEW,
+    RAW_TELEMETRY,
+)
+from iot_lake.connectivity import create_connectivity_view
 from iot_lake.lake import Lake
+from iot_lake.settings import Settings
 
 DEFAULT_MEMORY_LIMIT = "4GB"
 
 
-def connect(lake: Lake, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+def connect(
+    lake: Lake,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    heartbeat_timeout: timedelta = timedelta(seconds=Settings.heartbeat_timeout_s),
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with a view per lake table; memory capped (default: 80% of RAM)."""
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{memory_limit}'")
@@ -29,6 +45,8 @@ def connect(lake: Lake, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> duckdb.Duck
                 f'CREATE VIEW "{QUARANTINE_VIEW}" AS SELECT * FROM "{spec.name}" '
                 f"WHERE {QUARANTINE_PREDICATE}"
             )
+        if spec is DEVICE_REGISTRY:
+            create_connectivity_view(con, heartbeat_timeout)
     return con
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 from itertools import repeat
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 import orjson
@@ -191,6 +191,17 @@ Identity = tuple[str | None, str | None, str | None, str | None]
 MAX_REGISTERED_TOPICS = 1_000_000
 
 
+class Route(NamedTuple):
+    """What the hot path needs about a topic: its id, its device, its kind's typed decoder.
+
+    `decode` is None for a topic that is not of TOPIC_FORM (every message on it is refused).
+    """
+
+    topic_id: int
+    device_id: str | None
+    decode: Callable[[bytes], Any] | None
+
+
 class TopicRegistry:
     """Small ids for received topics, and the identity (IDENTITY_COLUMNS) each one claims.
 
@@ -201,17 +212,26 @@ class TopicRegistry:
     """
 
     def __init__(self) -> None:
-        self.ids: dict[str | bytes | None, int] = {}
+        self.routes: dict[str | bytes | None, Route] = {}
         self.identities: list[Identity] = []
+
+    def route_of(self, topic: str | bytes | None) -> Route:
+        """How messages on a topic are checked, registering its identity on first sight."""
+        route = self.routes.get(topic)
+        if route is None:
+            claimed, text = topic_of(topic)
+            tid = len(self.identities)
+            self.identities.append((text, *(claimed or (None, None, None))))
+            if claimed is None:
+                route = Route(tid, None, None)
+            else:
+                route = Route(tid, claimed.device_id, _FAST_DECODERS[claimed.message_kind])
+            self.routes[topic] = route
+        return route
 
     def id_of(self, topic: str | bytes | None) -> int:
         """The id of a topic, registering its identity on first sight."""
-        known = self.ids.get(topic)
-        if known is None:
-            claimed, text = topic_of(topic)
-            known = self.ids[topic] = len(self.identities)
-            self.identities.append((text, *(claimed or (None, None, None))))
-        return known
+        return self.route_of(topic).topic_id
 
 
 _registry = TopicRegistry()
@@ -316,25 +336,32 @@ def inspect_message(
     return _explain(tenant_id, device_id, kind, text, body)
 
 
-class _TelemetryBody(msgspec.Struct):
+# Fields that must not be empty, checked by the typed decoders themselves.
+_NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+_Metrics = Annotated[dict[str, float], msgspec.Meta(min_length=1)]
+
+
+# gc=False: these hold only strings, numbers and flat dicts (no cycles possible), and a
+# collector-tracked object per message made CPython's GC cost as much as decoding itself.
+class _TelemetryBody(msgspec.Struct, gc=False):
     device_id: str
-    message_id: str
+    message_id: _NonEmptyStr
     ts: int
-    metrics: dict[str, float]
+    metrics: _Metrics
     units: dict[str, str] | None = None
     fw: str | None = None
 
 
-class _EventBody(msgspec.Struct):
+class _EventBody(msgspec.Struct, gc=False):
     device_id: str
-    message_id: str
+    message_id: _NonEmptyStr
     ts: int
-    event: str
+    event: _NonEmptyStr
 
 
-class _StatusBody(msgspec.Struct):
+class _StatusBody(msgspec.Struct, gc=False):
     device_id: str
-    message_id: str
+    message_id: _NonEmptyStr
     ts: int
     status: Literal["online", "offline"]
 
@@ -363,32 +390,24 @@ def inspect_many(
     tests/iot_lake/test_wire.py checks on mutated messages that both always agree.
     """
     registry = into.registry
-    known_ids, identities = registry.ids, registry.identities
-    decoders = _FAST_DECODERS
+    routes, route_of = registry.routes, registry.route_of
     refusal = msgspec.MsgspecError
-    ids_col, message_col = into.topic_ids, into.message_id
+    append_id, append_message = into.topic_ids.append, into.message_id.append
     invalid = 0
     keys = repeat(None) if claimed_devices is None else claimed_devices
     for topic, raw, key in zip(topics, payloads, keys, strict=claimed_devices is not None):
-        tid = known_ids.get(topic)
-        if tid is None:
-            tid = registry.id_of(topic)
-        _, _, device_id, kind = identities[tid]
-        if kind is not None and len(raw) <= max_payload_bytes and key in (None, device_id):
+        route = routes.get(topic) or route_of(topic)
+        tid, device_id, decode = route
+        if decode is not None and len(raw) <= max_payload_bytes and key in (None, device_id):
             try:
-                body = decoders[kind](raw)
+                body = decode(raw)
             except refusal:
-                body = None
-            if (
-                body is not None
-                and body.device_id == device_id
-                and body.message_id
-                and (kind != "telemetry" or body.metrics)
-                and (kind != "events" or body.event)
-            ):
-                ids_col.append(tid)
-                message_col.append(body.message_id)
-                continue
+                pass
+            else:
+                if body.device_id == device_id:
+                    append_id(tid)
+                    append_message(body.message_id)
+                    continue
         row = inspect_message(topic, raw, max_payload_bytes, key)
         invalid += row.error_code is not None
         into.append(topic, row)

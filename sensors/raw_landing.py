@@ -3,17 +3,18 @@
 The cursor is the last raw Delta version seen. Each tick reads the rows of the commits
 since then (the files their add actions list, see iot_lake.changes), works out which
 event days of telemetry and device_events those rows belong to, and requests a run per
-day of those silver tables and of the gold tables built from them (rollups and baselines
-of the same day, `GOLD_AFTER`), in one run so each level reads the one below it freshly
-written. Late data (a device flushing a buffer from days ago) thus recomputes exactly the
-old days it touches. Run keys carry the version range, so a tick that is evaluated again
+day of those silver tables and of the gold tables built from them (the rollups of the same
+day, `GOLD_AFTER`), in one run so each level reads the one below it freshly written. Late
+data (a device flushing a buffer from days ago) thus recomputes exactly the old days it
+touches. Run keys carry the version range, so a tick that is evaluated again
 after a failure to store its cursor requests nothing twice.
 
-Not covered here: the baseline as of D also reads the `window_days - 1` days before D, so a
-late reading on D changes the baselines of D+1 .. D+6 too. Requesting those days from this
-tick would race the run that rewrites rollup_1h of D (runs are not ordered); they are left
-to the automation-condition design, which sees the dependency through device_baselines'
-partition mapping, or to a backfill of device_baselines.
+Baselines are not requested here: the baseline as of D also reads the `window_days - 1`
+days before D, so a late reading on D changes the baselines of D .. D+6, and requesting
+them from this tick would race the run that rewrites rollup_1h of D (runs are not ordered).
+device_baselines follows its automation condition instead (assets/automation.py,
+evaluated by automation_condition_sensor): once that run has rebuilt rollup_1h of D, it
+requests the baselines of D .. D+6 through the asset's partition mapping.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context and resource
@@ -32,7 +33,8 @@ from iot_lake.changes import files_added_since, read_added
 from iot_lake.silver import event_dates_touched
 from resources.lake import LakeResource
 
-# What event_dates_touched needs from raw: identity, kind, ingest time and the payload's ts.
+# What event_dates_touched needs from raw: identity, kind, ingest time and the payload's ts,
+# and for quarantined rows what checking them again takes (topic, payload as stored).
 RAW_COLUMNS = [
     "ingest_time",
     "ingest_date",
@@ -40,7 +42,9 @@ RAW_COLUMNS = [
     "device_id",
     "message_kind",
     "message_id",
+    "topic",
     "payload",
+    "payload_encoding",
     "error_code",
 ]
 
@@ -65,8 +69,13 @@ def raw_landing_sensor(
         context.log.info(f"reading all of raw_telemetry: {added.rescan_reason}")
     versions = added.versions
     rows = read_added(the_lake, RAW_TELEMETRY, added, RAW_COLUMNS)
-    rules = lake.event_time_rules()
-    touched = event_dates_touched(rows, rules.skew_tolerance, max_lateness=rules.max_lateness)
+    rules = lake.silver_rules()
+    touched = event_dates_touched(
+        rows,
+        rules.skew_tolerance,
+        max_lateness=rules.max_lateness,
+        max_payload_bytes=rules.max_payload_bytes,
+    )
     requests = event_day_run_requests(context, touched, versions)
     if not requests:
         reason = f"raw versions {versions} added no valid message in a silver partition"

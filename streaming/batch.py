@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,6 +26,19 @@ def now_micros() -> int:
     return time.time_ns() // 1000
 
 
+_INT64 = pa.int64()
+
+
+def int_array(values: npt.NDArray[np.integer], type_: pa.DataType = _INT64) -> pa.Array:
+    """An Arrow array of integers from numpy, sharing its memory.
+
+    `pa.array` would first import pandas to test the input: half a second in the middle of
+    a consumer's first batch.
+    """
+    values = np.ascontiguousarray(values, dtype=type_.to_pandas_dtype())
+    return pa.Array.from_buffers(type_, len(values), [None, pa.py_buffer(values)])
+
+
 class RawBatch:
     """Rows for raw_telemetry received since the last commit."""
 
@@ -37,7 +51,7 @@ class RawBatch:
         self.invalid = 0
         self._ingest_time: list[pa.Array] = []
         self._positions: list[pa.Array] = []
-        self._payload_bytes: list[int] = []
+        self._payload_bytes: list[npt.NDArray[np.int64]] = []
         self._payloads: list[bytes] = []
         self._inspected = InspectedColumns()
 
@@ -61,20 +75,23 @@ class RawBatch:
         payloads: Sequence[bytes],
         ingest_micros: Sequence[int] | int,
         positions: Sequence[str | None] | pa.Array,
+        sizes: npt.NDArray[np.int64] | None = None,
         claimed_devices: Sequence[str | None] | None = None,
     ) -> None:
         """Check many messages and keep them all, valid or not.
 
         `ingest_micros` is one time for all or one per message; `positions` may come as an
-        Arrow string array (built vectorised by the source); `claimed_devices`: per message,
-        the device the transport vouches for besides the topic (a Kinesis partition key).
+        Arrow string array and `sizes` (payload bytes) as an array, when the source has them
+        vectorised; `claimed_devices`: per message, the device the transport vouches for
+        besides the topic (a Kinesis partition key).
         """
         self.invalid += inspect_many(
             topics, payloads, self.max_payload_bytes, self._inspected, claimed_devices
         )
-        sizes = [len(payload) for payload in payloads]
-        self._payload_bytes.extend(sizes)
-        self.payload_bytes_total += sum(sizes)
+        if sizes is None:
+            sizes = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
+        self._payload_bytes.append(sizes)
+        self.payload_bytes_total += int(sizes.sum())
         self._payloads.extend(payloads)
         if isinstance(ingest_micros, int):
             self._ingest_time.append(pa.repeat(pa.scalar(ingest_micros, pa.int64()), len(sizes)))
@@ -93,11 +110,16 @@ class RawBatch:
                 texts[index] = row.payload
             return pa.array(texts, _STRING)
         offsets = np.zeros(len(self._payloads) + 1, dtype=np.int64)
-        np.cumsum(self._payload_bytes, out=offsets[1:])
+        np.cumsum(self._sizes(), out=offsets[1:])
         column = pa.LargeStringArray.from_buffers(
             len(self._payloads), pa.py_buffer(offsets), pa.py_buffer(b"".join(self._payloads))
         )
         return column.cast(_STRING)
+
+    def _sizes(self) -> npt.NDArray[np.int64]:
+        if not self._payload_bytes:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate(self._payload_bytes)
 
     def _identity_columns(self) -> dict[str, pa.Array]:
         """Topic, tenant, device and kind per row, taken from the batch's distinct topics."""
@@ -106,7 +128,7 @@ class RawBatch:
             np.asarray(inspected.topic_ids, dtype=np.int64), return_inverse=True
         )
         identities = [inspected.registry.identities[i] for i in distinct]
-        take = pa.array(rows.astype(np.int32))
+        take = int_array(rows, pa.int32())
         return {
             name: pa.array([identity[i] for identity in identities], _STRING).take(take)
             for i, name in enumerate(IDENTITY_COLUMNS)
@@ -131,7 +153,7 @@ class RawBatch:
             "consumer_id": pa.repeat(pa.scalar(self.consumer_id, _STRING), n),
             "payload": self._payload_column(),
             "payload_encoding": pa.array(encodings, _STRING),
-            "payload_bytes": pa.array(self._payload_bytes, pa.int32()),
+            "payload_bytes": int_array(self._sizes(), pa.int32()),
             "error_code": pa.array(codes, _STRING),
             "error_detail": pa.array(details, _STRING),
         }

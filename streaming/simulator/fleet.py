@@ -152,8 +152,14 @@ class Fleet:
 
     def _connect(self, device: Device) -> Iterator[SimMessage]:
         yield self._message(device, "status", {"status": "online"})
-        yield self._message(device, "events", {"event": "boot", "reason": "power_on"})
+        yield self._boot(device, "power_on")
         yield self._message(device, "events", {"event": "firmware", "version": device.firmware})
+
+    def _boot(self, device: Device, reason: str) -> SimMessage:
+        """A boot event; it also announces the fleet the device was provisioned into."""
+        return self._message(
+            device, "events", {"event": "boot", "reason": reason, "fleet": device.fleet}
+        )
 
     def last_will(self, device: Device) -> SimMessage:
         """The offline status the broker publishes for a device that vanished."""
@@ -185,7 +191,7 @@ class Fleet:
             if rng.random() < crash_rate:
                 yield self._message(device, "events", {"event": "crash", "code": "watchdog_reset"})
                 device.booted_at_ms = now
-                yield self._message(device, "events", {"event": "boot", "reason": "crash"})
+                yield self._boot(device, "crash")
 
     def _while_offline(self, device: Device, now: int) -> Iterator[SimMessage]:
         if now < device.offline_until_ms:

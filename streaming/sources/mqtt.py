@@ -1,4 +1,4 @@
-"""MQTT source: a persistent MQTT v5 session whose messages are acknowledged after commit.
+"""MQTT source: a persistent MQTT session whose messages are acknowledged after commit.
 
 MQTT is not replayable, so there is no checkpoint in the lake (`positions()` is empty; it
 only seals the batch). Instead the broker keeps every QoS 1 message of the session until it
@@ -29,6 +29,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from iot_lake.settings import MqttSettings
 from streaming.batch import RawBatch, now_micros
 from streaming.landing import LandingWriter, Position
+from streaming.sources.mqtt_client import BufferedClient
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +113,16 @@ class MqttSource:
         client = self._make_client()
         self._client = client
         try:
-            client.connect(
-                self.settings.host,
-                self.settings.port,
-                keepalive=KEEPALIVE_S,
-                clean_start=False,
-                properties=self._connect_properties(),
-            )
+            if self._is_v5:
+                client.connect(
+                    self.settings.host,
+                    self.settings.port,
+                    keepalive=KEEPALIVE_S,
+                    clean_start=False,
+                    properties=self._connect_properties(),
+                )
+            else:
+                client.connect(self.settings.host, self.settings.port, keepalive=KEEPALIVE_S)
         except OSError as exc:
             raise MqttUnavailable(
                 f"MQTT broker at {self.address} is unreachable: {exc}. Is it running? Point "
@@ -131,15 +135,27 @@ class MqttSource:
         # A resumed session already holds the subscription, and its backlog (up to 65,535
         # messages) arrives before the SUBACK: start batching now; poll() reports a refusal.
 
+    @property
+    def _is_v5(self) -> bool:
+        return self.settings.protocol == "5"
+
     def _make_client(self) -> Client:
         settings = self.settings
-        client = Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            # v5: session expiry, Receive Maximum and shared subscriptions
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
-        )
+        if self._is_v5:  # session expiry, Receive Maximum
+            client = BufferedClient(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=settings.client_id,
+                protocol=MQTTProtocolVersion.MQTTv5,
+                manual_ack=True,
+            )
+        else:  # a persistent session is clean_session=False
+            client = BufferedClient(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=settings.client_id,
+                protocol=MQTTProtocolVersion.MQTTv311,
+                clean_session=False,
+                manual_ack=True,
+            )
         client.connect_timeout = self.connect_timeout_s
         if settings.username:
             client.username_pw_set(settings.username, settings.password)
@@ -200,7 +216,10 @@ class MqttSource:
                 self.settings.client_id,
             )
         # Subscribe on every connect: a resumed session keeps it, an expired one does not.
-        client.subscribe(self.subscription, options=SubscribeOptions(qos=1))
+        if self._is_v5:
+            client.subscribe(self.subscription, options=SubscribeOptions(qos=1))
+        else:
+            client.subscribe(self.subscription, qos=1)
         self._connected.set()
 
     def _on_disconnect(

@@ -21,10 +21,13 @@ def test_definitions_hold_the_silver_and_gold_assets_sensor_and_lake():
         "raw_telemetry",
         "telemetry",
         "device_events",
+        "late_data_ledger",
         "rollup_1m",
         "rollup_1h",
         "rollup_1d",
         "device_baselines",
+        "device_registry",
+        "device_state",
     }
     assert defs.resolve_sensor_def("raw_landing_sensor").job_name == "event_day_job"
 

@@ -51,8 +51,8 @@ def test_first_tick_requests_every_partition_in_raw(instance, lake_resource, lan
     result = evaluate(instance, lake_resource, cursor=None)
 
     every_table = [
-        "device_baselines",
         "device_events",
+        "late_data_ledger",
         "rollup_1d",
         "rollup_1h",
         "rollup_1m",

@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 from assets.device_events import device_events
 from assets.jobs import GOLD_AFTER
 from assets.telemetry import telemetry
-from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY, TableSpec
+from iot_lake.catalog import DEVICE_EVENTS, LATE_DATA_LEDGER, RAW_TELEMETRY, TELEMETRY, TableSpec
 from iot_lake.lake import Lake
 from iot_lake.settings import Settings
 from iot_lake.silver import decode_device_events, decode_telemetry
@@ -125,8 +125,9 @@ def test_late_data_lands_in_its_old_day_and_the_sensor_requests_only_that_day(
     day_1_before = table_rows(lake, TELEMETRY, DAY_1.date())
     cursor = lake.open(RAW_TELEMETRY).version()
     # Two days later a device flushes readings it took on day one.
-    late = late_readings("env-late-1", 3, event_time=DAY_1 + timedelta(hours=10))
-    land(lake, late, version=3, ingest_at=DAY_3 + timedelta(hours=12))
+    first_late, ingest_at = DAY_1 + timedelta(hours=10), DAY_3 + timedelta(hours=12)
+    late = late_readings("env-late-1", 3, event_time=first_late)
+    land(lake, late, version=3, ingest_at=ingest_at)
 
     context = dg.build_sensor_context(
         instance=instance, cursor=str(cursor), resources={"lake": lake_resource}
@@ -140,7 +141,6 @@ def test_late_data_lands_in_its_old_day_and_the_sensor_requests_only_that_day(
     ]
     (request,) = result.run_requests
     run = run_sensor_request(lake_resource, instance, request)
-    # rollup_1d and device_baselines both follow rollup_1h: their order is not fixed.
     materialized = {m.asset_key for m in run.get_asset_materialization_events()}
     assert materialized == set(request.asset_selection)
     day_1_after = table_rows(lake, TELEMETRY, DAY_1.date())
@@ -149,3 +149,10 @@ def test_late_data_lands_in_its_old_day_and_the_sensor_requests_only_that_day(
     assert late_rows["event_time"].min() == datetime(2026, 11, 1, 10, tzinfo=DAY_1.tzinfo)
     assert late_rows["ingest_date"].unique().to_list() == [DAY_3.date()]
     assert_frame_equal(day_1_after.filter(pl.col("device_id") != "env-late-1"), day_1_before)
+    # The ledger of day one, rebuilt in the same run, says who was late and by how much.
+    ledger = lake.read(LATE_DATA_LEDGER).filter(pl.col("device_id") == "env-late-1")
+    assert ledger.select(
+        "table", "event_date", "ingest_date", "late_messages", "max_lateness_s"
+    ).rows() == [
+        (TELEMETRY.name, DAY_1.date(), DAY_3.date(), 3, (ingest_at - first_late).total_seconds())
+    ]

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import date, timedelta
 
+import polars as pl
 import pytest
 from deltalake.exceptions import CommitFailedError, DeltaError
 from polars.testing import assert_frame_equal
 
 from iot_lake.catalog import RAW_TELEMETRY, TELEMETRY
+from iot_lake.lake import Lake
 from iot_lake.partitions import EventWindow
-from iot_lake.rebuild import EventTimeRules, rebuild_silver
-from iot_lake.silver import decode_telemetry
+from iot_lake.rebuild import RawExpired, SilverRules, check_raw_retained, rebuild_silver
+from iot_lake.silver import DEFAULT_MAX_PAYLOAD_BYTES, decode_telemetry
+from iot_lake.wire import ErrorCode
 from streaming.batch import RawBatch
 from streaming.simulator.fleet import Fleet, FleetSpec
 
-RULES = EventTimeRules(skew_tolerance=timedelta(minutes=5), max_lateness=timedelta(days=7))
+RULES = SilverRules(skew_tolerance=timedelta(minutes=5), max_lateness=timedelta(days=7))
 DAY = EventWindow.day(date(2026, 11, 1))
 
 
@@ -98,3 +102,55 @@ def test_concurrent_rebuilds_of_one_day_leave_one_copy(raw_lake):
     assert_frame_equal(day_rows(raw_lake), expected_rows(raw_lake))
     assert day_rows(raw_lake).select(TELEMETRY.key_columns).is_unique().all()
     assert day_rows(raw_lake)["event_date"].unique().to_list() == [DAY.start]
+
+
+def land_with_limit(lake, messages, max_payload_bytes):
+    batch = RawBatch("test", "test", max_payload_bytes)
+    batch.extend(
+        [m.topic for m in messages],
+        [m.payload for m in messages],
+        [m.sim_ms * 1000 + 150_000 for m in messages],
+        [str(i) for i in range(len(messages))],
+    )
+    lake.append(RAW_TELEMETRY, batch.to_arrow())
+
+
+def test_replay_after_a_fixed_check_takes_in_quarantined_rows_once(lake, tmp_path):
+    """A consumer with too small a payload limit quarantined good messages; a rebuild with
+    the right limit (the replay) brings them into silver exactly as if they had never been
+    quarantined, a second replay changes nothing, and raw keeps its verdicts."""
+    messages = list(Fleet(FleetSpec(devices=10, interval_s=600.0)).messages(1500))
+    too_small = 200  # simulator telemetry payloads are ~300 bytes
+    land_with_limit(lake, messages, too_small)
+    raw_before = lake.read(RAW_TELEMETRY).sort("source_position")
+    oversized = raw_before.filter(pl.col("error_code") == ErrorCode.OVERSIZED)
+    assert oversized.filter(pl.col("message_kind") == "telemetry").height > 100
+
+    strict = rebuild_silver(lake, TELEMETRY, DAY, replace(RULES, max_payload_bytes=too_small))
+    replayed = rebuild_silver(lake, TELEMETRY, DAY, RULES)
+    after_first_replay = day_rows(lake)
+    again = rebuild_silver(lake, TELEMETRY, DAY, RULES)
+
+    never_quarantined = Lake(str(tmp_path / "oracle"))
+    land_with_limit(never_quarantined, messages, DEFAULT_MAX_PAYLOAD_BYTES)
+    rebuild_silver(never_quarantined, TELEMETRY, DAY, RULES)
+    assert strict.rows == 0  # every telemetry payload was over the limit
+    assert replayed.rows == again.rows == after_first_replay.height > 0
+    assert_frame_equal(day_rows(lake), after_first_replay)
+    assert_frame_equal(after_first_replay, day_rows(never_quarantined))
+    assert_frame_equal(lake.read(RAW_TELEMETRY).sort("source_position"), raw_before)
+
+
+def test_a_day_whose_raw_retention_has_deleted_is_not_rebuilt_with_less(raw_lake):
+    rebuild_silver(raw_lake, TELEMETRY, DAY, RULES)
+    rows = day_rows(raw_lake)
+    today = DAY.start + timedelta(days=30)
+    short = replace(RULES, raw_retention_days=10)
+
+    with pytest.raises(RawExpired, match=r"raw before 2026-11-21 is deleted"):
+        check_raw_retained(DAY, short, today)
+    check_raw_retained(DAY, replace(RULES, raw_retention_days=31), today)  # still kept
+    check_raw_retained(DAY, RULES, today)  # raw kept forever
+    with pytest.raises(RawExpired):
+        rebuild_silver(raw_lake, TELEMETRY, DAY, replace(RULES, raw_retention_days=0))
+    assert_frame_equal(day_rows(raw_lake), rows)

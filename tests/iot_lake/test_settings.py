@@ -44,11 +44,54 @@ def test_environment_overrides_and_s3_storage_options():
     [
         ("IOT_LAKE_MQTT_PORT", "eighteen", "an integer"),
         ("IOT_LAKE_BATCH_MAX_AGE_S", "soon", "a number of seconds"),
+        ("IOT_LAKE_MQTT_PROTOCOL", "3", "3.1.1 or 5"),
     ],
 )
 def test_bad_environment_value_names_the_variable(name, value, expected):
     with pytest.raises(InvalidInput, match=f"{name}: expected {expected}, got '{value}'"):
         load_settings({name: value})
+
+
+def test_retention_defaults_keep_raw_forever_and_vacuum_at_the_log_retention():
+    assert (load_settings({}).vacuum_retention_hours, load_settings({}).raw_retention_days) == (
+        48,
+        None,
+    )
+    longer_log = load_settings({"IOT_LAKE_LOG_RETENTION_HOURS": "168"})
+    assert longer_log.vacuum_retention_hours == 168
+    chosen = load_settings(
+        {"IOT_LAKE_VACUUM_RETENTION_HOURS": "72", "IOT_LAKE_RAW_RETENTION_DAYS": "90"}
+    )
+    assert (chosen.vacuum_retention_hours, chosen.raw_retention_days) == (72, 90)
+    assert load_settings({"IOT_LAKE_RAW_RETENTION_DAYS": "forever"}).raw_retention_days is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        pytest.param(
+            {"IOT_LAKE_VACUUM_RETENTION_HOURS": "12"},
+            "IOT_LAKE_VACUUM_RETENTION_HOURS: expected a whole number of hours, at least the "
+            "log retention (48), got '12'",
+            id="vacuum-below-log-retention",
+        ),
+        pytest.param(
+            {"IOT_LAKE_RAW_RETENTION_DAYS": "8"},
+            "IOT_LAKE_RAW_RETENTION_DAYS: expected a whole number of days, at least 9 "
+            "(IOT_LAKE_MAX_LATENESS_S in days + 2), or 'forever', got '8'",
+            id="raw-shorter-than-lateness",
+        ),
+        pytest.param(
+            {"IOT_LAKE_RAW_RETENTION_DAYS": "a month"},
+            "IOT_LAKE_RAW_RETENTION_DAYS: expected a whole number of days",
+            id="raw-not-a-number",
+        ),
+    ],
+)
+def test_bad_retention_names_the_variable_and_the_floor(env, message):
+    with pytest.raises(InvalidInput) as refused:
+        load_settings(env)
+    assert str(refused.value).startswith(message)
 
 
 def test_local_table_uri_is_absolute_under_the_root(tmp_path):

@@ -1,13 +1,14 @@
 from collections import Counter
 
 import polars as pl
+import pytest
 
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.settings import BatchLimits
 from streaming.consumer import Consumer, ConsumerOptions
 from streaming.landing import LandingWriter
 from streaming.simulator.fleet import Fleet, FleetSpec
-from streaming.sources.file import FileSource
+from streaming.sources.file import FileSource, split_lines
 from tests.conftest import framed_file
 
 
@@ -70,3 +71,27 @@ def test_line_without_topic_is_kept_as_invalid_topic(lake, tmp_path):
     raw = lake.read(RAW_TELEMETRY)
     assert raw["error_code"].to_list() == ["invalid_topic"]
     assert raw["payload"].to_list() == ['{"device_id":"x"}']
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [b"t/a\t{}", b't/b\t{"x":1}'],  # one tab a line: the vectorised split
+        [b't/a\t{\t"x":1}', b"t/b\t{}"],  # a tab inside a payload
+        [b"no-topic-here", b"t/b\t{}"],  # a line without its tab
+        [b"\t{}", b"t/b\t{}"],  # an empty topic
+        [b"t/a\t{}\r", b"t/b\t{}\r"],  # CRLF line ends
+        [b"", b"t/b\t{}"],  # an empty line
+    ],
+    ids=["plain", "tab-in-payload", "no-tab", "empty-topic", "crlf", "empty-line"],
+)
+def test_split_lines_agrees_with_splitting_each_line(lines):
+    frames = split_lines(b"".join(line + b"\n" for line in lines))
+
+    expected = [line.removesuffix(b"\r").partition(b"\t") for line in lines]
+    assert frames.topics == [topic if tab else None for topic, tab, _ in expected]
+    assert frames.payloads == [payload if tab else topic for topic, tab, payload in expected]
+    assert frames.sizes.tolist() == [len(payload) for payload in frames.payloads]
+    assert frames.starts.tolist() == [
+        sum(len(line) + 1 for line in lines[:i]) for i in range(len(lines))
+    ]

@@ -33,9 +33,15 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 
 
 @pytest.fixture
-def mqtt_settings(mosquitto: Mosquitto) -> MqttSettings:
-    """Settings pointing at the test's broker, with a client id of its own."""
-    return MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id="test-consumer")
+def mqtt_settings(mosquitto: Mosquitto, request: pytest.FixtureRequest) -> MqttSettings:
+    """Settings pointing at the test's broker, with a client id of its own.
+
+    The default MQTT protocol unless a test parametrizes this fixture with another.
+    """
+    protocol = getattr(request, "param", MqttSettings.protocol)
+    return MqttSettings(
+        host=mosquitto.host, port=mosquitto.port, client_id="test-consumer", protocol=protocol
+    )
 
 
 @pytest.fixture

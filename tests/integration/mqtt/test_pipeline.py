@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.settings import MqttSettings
+from iot_lake.settings import MQTT_PROTOCOLS, MqttSettings
 from iot_lake.wire import ErrorCode
 from streaming.landing import LandingWriter
 from streaming.simulator.fleet import FaultRates, Fleet, FleetSpec, SimMessage
@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 FAULTY = FaultRates(offline=0.002, duplicate=0.02, malformed=0.02, spoof=0.01)
 
 
+@pytest.mark.parametrize("mqtt_settings", MQTT_PROTOCOLS, indirect=True)
 def test_every_published_message_lands_in_raw_with_its_error(mosquitto, mqtt_settings, lake):
     messages = list(Fleet(FleetSpec(devices=50, seed=11, faults=FAULTY)).messages(3000))
     faults = Counter(m.fault for m in messages)
