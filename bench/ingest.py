@@ -51,6 +51,7 @@ import polars as pl
 import psutil
 import pyarrow.compute as pc
 from deltalake import write_deltalake
+from report import figure, note, print_load
 
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.lake import Lake
@@ -83,18 +84,6 @@ MIB = 2**20
 # The keys the limit decodes. `ts` is read as text and cast leniently: json_decode fails the
 # whole column on one value of the wrong type, and a malformed message may carry ts as text.
 LIMIT_KEYS = pl.Struct({"device_id": pl.String, "message_id": pl.String, "ts": pl.String})
-
-
-def figure(name: str, value: float, unit: str) -> None:
-    """Print one figure as `name: value unit`, the form tests and reports parse."""
-    whole = isinstance(value, int) or abs(value) >= 100  # no decimals needed past 100
-    text = f"{value:.0f}" if whole else f"{value:.2f}"
-    print(f"{name}: {text} {unit}", flush=True)
-
-
-def note(text: str) -> None:
-    """Progress and the consumer's own stats lines, kept off stdout so figures stay parseable."""
-    print(text, file=sys.stderr, flush=True)
 
 
 def fleet_devices(count: int) -> int:
@@ -587,14 +576,6 @@ def bench_mqtt(count: int, work: Path) -> None:
         if consumers == 1:
             figure("mqtt_publish", run.published / run.publish_seconds, "msgs/s")
         figure(name, run.published / run.drain_seconds, "msgs/s")
-
-
-def print_load(when: str) -> None:
-    """How busy the machine is: wall-clock rates on two shared cores depend on it."""
-    one, five, _ = os.getloadavg()
-    print(
-        f"# load {when}: {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cpus", flush=True
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

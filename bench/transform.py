@@ -57,6 +57,7 @@ import duckdb
 import numpy as np
 import psutil
 import pyarrow as pa
+from report import figure, note, print_load
 
 from iot_lake.catalog import DEVICE_EVENTS, ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY
 from iot_lake.gold import rollup_1m_window
@@ -84,24 +85,6 @@ RSS_SAMPLE_INTERVAL_S = 0.2
 GB = 10**9
 # Dagster's console logger at WARNING: its DEBUG lines would bury the bench's progress.
 QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-def figure(name: str, value: float, unit: str) -> None:
-    """Print one figure as `name: value unit`, the form tests and reports parse."""
-    whole = isinstance(value, int) or abs(value) >= 100  # no decimals needed past 100
-    text = f"{value:.0f}" if whole else f"{value:.2f}"
-    print(f"{name}: {text} {unit}", flush=True)
-
-
-def note(text: str) -> None:
-    """Progress, kept off stdout so figures stay parseable."""
-    print(text, file=sys.stderr, flush=True)
-
-
-def print_load(when: str) -> None:
-    """How busy the machine is: wall-clock rates on two shared cores depend on it."""
-    one, five, _ = os.getloadavg()
-    print(f"# load {when}: {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cpus")
 
 
 def scale_label(devices: int) -> str:

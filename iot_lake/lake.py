@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.dataset as ds
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
@@ -152,14 +153,26 @@ class Lake:
         all must hold), applied to the table's file list before any Parquet is opened, so
         reading a week of raw costs the same whatever the table's history.
         """
+        return pl.scan_pyarrow_dataset(self.dataset(spec, partitions))
+
+    def dataset(self, spec: TableSpec, partitions: Sequence[tuple[str, str, Any]]) -> ds.Dataset:
+        """The files of some partitions as a pyarrow dataset (empty when the table is missing).
+
+        For a reader that streams record batches (`Dataset.to_batches`) instead of holding
+        every row at once; partition filters as in `read_where`.
+        """
         table = self.open(spec)
         if table is None:
-            return pl.DataFrame(spec.schema.empty_table()).lazy()
-        dataset = table.to_pyarrow_dataset(file_pruning_predicate=list(partitions))
-        return pl.scan_pyarrow_dataset(dataset)
+            return ds.dataset(spec.schema.empty_table())
+        return table.to_pyarrow_dataset(file_pruning_predicate=list(partitions))
 
     def replace_partition(
-        self, spec: TableSpec, data: pa.Table, predicate: str, *, read_version: int | None = None
+        self,
+        spec: TableSpec,
+        data: pa.Table | pa.RecordBatchReader,
+        predicate: str,
+        *,
+        read_version: int | None = None,
     ) -> int:
         """Overwrite exactly the rows matching `predicate` with `data`; the new Delta version.
 
@@ -173,6 +186,9 @@ class Lake:
         `read_version` is the table version `data` was computed against: when a commit
         after it wrote rows matching `predicate`, delta-rs raises `CommitFailedError`
         instead of letting this older result overwrite that newer one.
+
+        `data` may be a record batch reader: delta-rs writes its batches as they come, so a
+        producer that computes them one slice at a time never holds the whole partition.
         """
         if read_version is None:
             table = self.ensure_table(spec)

@@ -5,29 +5,41 @@ backfill, a replay after a decoder fix and a test all run it without Dagster: re
 raw row that can belong to the window (`EventWindow.raw_ingest_filter`), decode them
 together (so duplicates across raw commits are removed), keep the rows whose event date is
 in the window, and overwrite exactly that window in one Delta commit.
+
+"Together" means per device: a large window is split into device shards
+(`iot_lake.shards`), decoded one at a time and streamed into that one commit, so memory is
+bounded by a shard, not by the window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake.exceptions import CommitFailedError
 
 from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY, TableSpec
 from iot_lake.lake import Lake
 from iot_lake.maintenance import first_retained_raw_day
 from iot_lake.partitions import EventWindow
+from iot_lake.shards import SHARD_MESSAGES, device_shards, shard_count
 from iot_lake.silver import (
+    DECODER_COLUMNS,
     DEFAULT_MAX_PAYLOAD_BYTES,
+    MESSAGE_KINDS_OF,
     RawFrame,
     decode_device_events,
     decode_telemetry,
+    empty_frame,
 )
 
 Decoder = Callable[..., pl.DataFrame]
+_INGEST_TIME = pa.timestamp("us", "UTC")
 
 # The silver tables and the decoder that builds each from raw rows.
 SILVER_DECODERS: dict[str, Decoder] = {
@@ -115,6 +127,7 @@ def rebuild_silver(
     *,
     max_attempts: int = 5,
     sample_rows: int = 5,
+    shard_messages: int = SHARD_MESSAGES,
 ) -> Rebuilt:
     """Recompute the window of a silver table from raw and overwrite exactly that window.
 
@@ -129,17 +142,83 @@ def rebuild_silver(
     while True:
         attempt += 1
         read_version = lake.ensure_table(spec).version()
-        # Lazy: the decoder selects the few columns it needs, so only those are read.
-        rows = decode_window(spec, raw_rows_for(lake, window, rules), window, rules)
-        try:
-            version = lake.replace_partition(
-                spec, rows.to_arrow(), window.predicate("event_date"), read_version=read_version
+        with decoded_shards(lake, spec, window, rules, shard_messages) as shards:
+            written = _Written(sample_rows, empty_frame(spec))
+            rows = pa.RecordBatchReader.from_batches(
+                empty_frame(spec).to_arrow().schema, _batches(shards, written)
             )
-        except CommitFailedError:
-            if attempt >= max_attempts:
-                raise
-            continue
-        return Rebuilt(spec.name, window, rows.height, version, rows.head(sample_rows))
+            try:
+                version = lake.replace_partition(
+                    spec, rows, window.predicate("event_date"), read_version=read_version
+                )
+            except CommitFailedError:
+                if attempt >= max_attempts:
+                    raise
+                continue
+        return Rebuilt(spec.name, window, written.rows, version, written.sample)
+
+
+@contextmanager
+def decoded_shards(
+    lake: Lake,
+    spec: TableSpec,
+    window: EventWindow,
+    rules: SilverRules,
+    shard_messages: int = SHARD_MESSAGES,
+) -> Iterator[Iterator[pl.DataFrame]]:
+    """The window's silver rows, one device shard at a time (lazily, in the context).
+
+    A window of at most `shard_messages` raw rows is decoded whole, as it always was; a
+    larger one is split by device first (`iot_lake.shards`), so memory holds one shard's
+    raw rows and readings, whatever the number of devices. Raw is read here, not while the
+    shards are consumed: the consumer is delta-rs' writer, and delta-rs cannot be called
+    from inside one of its writes (its runtime panics), so only local files are left to read.
+    """
+    partitions = window.raw_ingest_filter(rules.skew_tolerance, rules.max_lateness)
+    raw = lake.dataset(RAW_TELEMETRY, partitions)
+    # The rows this table can take: its message kinds, and quarantined rows (re-checked).
+    kinds = pa.array(MESSAGE_KINDS_OF[spec.name], pa.string())
+    needed = _raw_ingest_expression(window, rules) & (
+        pc.field("message_kind").isin(kinds) | pc.field("error_code").is_valid()
+    )
+    shards = shard_count(raw.count_rows(filter=needed), shard_messages)
+    if shards == 1:
+        yield iter([decode_window(spec, raw_rows_for(lake, window, rules), window, rules)])
+        return
+    scan = raw.to_batches(columns=list(DECODER_COLUMNS), filter=needed)
+    with device_shards(scan, shards) as paths:
+        yield (decode_window(spec, pl.scan_ipc(path), window, rules) for path in paths)
+
+
+@dataclass
+class _Written:
+    """What a stream of decoded shards has produced so far: rows, and the first few."""
+
+    sample_rows: int
+    sample: pl.DataFrame
+    rows: int = 0
+
+    def add(self, shard: pl.DataFrame) -> None:
+        self.rows += shard.height
+        missing = self.sample_rows - self.sample.height
+        if missing > 0:
+            self.sample = pl.concat([self.sample, shard.head(missing)])
+
+
+def _batches(shards: Iterator[pl.DataFrame], written: _Written) -> Iterator[pa.RecordBatch]:
+    """Each shard's rows as Arrow batches, counted; a shard is dropped before the next."""
+    for shard in shards:
+        written.add(shard)
+        yield from shard.to_arrow().to_batches()
+
+
+def _raw_ingest_expression(window: EventWindow, rules: SilverRules) -> pc.Expression:
+    """`EventWindow.raw_ingest_rows` as a pyarrow filter, for a dataset scan or count."""
+    first, after = window.raw_ingest_span(rules.skew_tolerance, rules.max_lateness)
+    ingest_time = pc.field("ingest_time")
+    return (ingest_time >= pa.scalar(first, _INGEST_TIME)) & (
+        ingest_time < pa.scalar(after, _INGEST_TIME)
+    )
 
 
 def markdown_preview(frame: pl.DataFrame) -> str:

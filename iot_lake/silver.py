@@ -37,6 +37,12 @@ from iot_lake.wire import inspect_message
 
 RawFrame = pl.DataFrame | pl.LazyFrame
 
+# The message kinds (topic suffixes) each silver table is decoded from.
+MESSAGE_KINDS_OF: dict[str, tuple[str, ...]] = {
+    TELEMETRY.name: ("telemetry",),
+    DEVICE_EVENTS.name: ("events", "status"),
+}
+
 _MESSAGE_COLUMNS = (
     "tenant_id",
     "device_id",
@@ -46,6 +52,8 @@ _MESSAGE_COLUMNS = (
     "ingest_date",
     "payload",
 )
+# Every raw column a decoder reads: the message columns, and what re-checks quarantined rows.
+DECODER_COLUMNS = (*_MESSAGE_COLUMNS, "error_code", "topic", "payload_encoding")
 # Epoch milliseconds a Datetime("us") and every Delta reader can hold: years 1 to 9999.
 _MIN_TS_MS = -62_135_596_800_000
 _MAX_TS_MS = 253_402_300_799_999
@@ -73,7 +81,7 @@ def decode_telemetry(
     a metric never seen before flows through with no code or catalog change. Event time
     is settled per message, before the message fans out into its readings.
     """
-    messages = unique_messages(raw, ("telemetry",), max_payload_bytes)
+    messages = unique_messages(raw, MESSAGE_KINDS_OF[TELEMETRY.name], max_payload_bytes)
     if messages.is_empty():
         return empty_frame(TELEMETRY)
     names = _metric_names(messages)
@@ -100,7 +108,7 @@ def decode_device_events(
     `details` holds the payload's remaining fields as compact JSON (null when none remain):
     what is already a column is not repeated, and nothing else is lost.
     """
-    messages = unique_messages(raw, ("events", "status"), max_payload_bytes)
+    messages = unique_messages(raw, MESSAGE_KINDS_OF[DEVICE_EVENTS.name], max_payload_bytes)
     if messages.is_empty():
         return empty_frame(DEVICE_EVENTS)
     fields = _decode_event_payloads(messages)
@@ -277,6 +285,9 @@ def _query(messages: pl.DataFrame, query: str, params: Mapping[str, object]) -> 
     """
     con = duckdb.connect(config=_DUCKDB_CONFIG)
     try:
+        # A session option (refused in the connect config): long queries would otherwise
+        # draw a progress bar on the stdout of a run or a bench.
+        con.execute("SET enable_progress_bar = false")
         con.register("p", messages.select("message_kind", "payload"))
         frame = pl.from_arrow(con.sql(query, params=dict(params)).to_arrow_table())
     finally:

@@ -96,15 +96,37 @@ def event_day_run_requests(
         if not event_date_partitions.has_partition_key(key):
             context.log.warning(f"raw versions {versions} touch {key}, outside the partitions")
             continue
+        selection = day_selection(tables)
+        if set(selection) <= queued_selection(context.instance, key):
+            context.log.info(f"{key}: a queued run already covers raw versions {versions}")
+            continue
         requests.append(
             dg.RunRequest(
                 run_key=f"{RAW_TELEMETRY.name}@{versions}:{key}",
                 partition_key=key,
-                asset_selection=day_selection(tables),
+                asset_selection=selection,
                 tags={"iot_lake/raw_versions": versions},
             )
         )
     return requests
+
+
+def queued_selection(instance: dg.DagsterInstance, partition_key: str) -> set[dg.AssetKey]:
+    """The assets that runs of the day, queued and not started yet, will rebuild.
+
+    Such a run reads raw as it is when it starts, so new raw rows of that day need no run
+    of their own. Without this a busy day queued a run per sensor tick (30 s) while each
+    run took minutes on 2 cores, and the queue never drained. A run that has started may
+    have read raw already, so it does not count.
+    """
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            job_name=event_day_job.name,
+            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED],
+            tags={"dagster/partition": partition_key},
+        )
+    )
+    return {key for run in runs for key in (run.asset_selection or ())}
 
 
 def day_selection(silver_tables: set[str]) -> list[dg.AssetKey]:

@@ -14,7 +14,7 @@ from iot_lake.settings import Settings
 from iot_lake.silver import decode_device_events, decode_telemetry
 from resources.lake import LakeResource
 from sensors.raw_landing import raw_landing_sensor
-from tests.dagster.conftest import land, simulated_days
+from tests.dagster.conftest import definitions_for, land, simulated_days
 
 SKEW = timedelta(seconds=Settings.skew_tolerance_s)
 LATENESS = timedelta(seconds=Settings.max_lateness_s)
@@ -112,3 +112,25 @@ def test_commit_with_only_invalid_messages_advances_the_cursor(instance, lake_re
     assert result.run_requests == []
     assert result.cursor == str(version)
     assert "added no valid message" in result.skip_reason.skip_message
+
+
+def test_a_day_with_a_queued_run_is_not_requested_again(instance, lake_resource, landed_raw):
+    """A run of the day that has not started reads raw when it starts: new raw of that day
+    is covered, so the sensor does not pile up a run per tick (the queue would never drain)."""
+    job = definitions_for(lake_resource).resolve_job_def("event_day_job")
+    first = evaluate(instance, lake_resource, cursor=None)
+    queued_day = first.run_requests[0]
+    instance.create_run_for_job(
+        job_def=job,
+        status=dg.DagsterRunStatus.NOT_STARTED,  # QUEUED needs a code-server origin
+        tags={"dagster/partition": queued_day.partition_key},
+        asset_selection=frozenset(queued_day.asset_selection),
+    )
+
+    again = evaluate(instance, lake_resource, cursor=None)
+
+    assert queued_day.partition_key not in requested(again)
+    assert requested(again) == {
+        day: tables for day, tables in requested(first).items() if day != queued_day.partition_key
+    }
+    assert again.cursor == first.cursor

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from datetime import date, timedelta
 
@@ -19,6 +18,7 @@ from iot_lake.silver import DEFAULT_MAX_PAYLOAD_BYTES, decode_telemetry
 from iot_lake.wire import ErrorCode
 from streaming.batch import RawBatch
 from streaming.simulator.fleet import Fleet, FleetSpec
+from tests.support import run_in_threads
 
 RULES = SilverRules(skew_tolerance=timedelta(minutes=5), max_lateness=timedelta(days=7))
 DAY = EventWindow.day(date(2026, 11, 1))
@@ -27,8 +27,14 @@ DAY = EventWindow.day(date(2026, 11, 1))
 @pytest.fixture
 def raw_lake(lake):
     """A lake with a few hours of a small fleet in raw, ingested 150 ms after publishing."""
-    batch = RawBatch("test", "test", 64 * 1024)
     messages = list(Fleet(FleetSpec(devices=10, interval_s=600.0)).messages(1500))
+    land_with_limit(lake, messages, DEFAULT_MAX_PAYLOAD_BYTES)
+    return lake
+
+
+def land_with_limit(lake, messages, max_payload_bytes):
+    """Land messages in one raw commit, checked against a payload size limit."""
+    batch = RawBatch("test", "test", max_payload_bytes)
     batch.extend(
         [m.topic for m in messages],
         [m.payload for m in messages],
@@ -36,7 +42,6 @@ def raw_lake(lake):
         [str(i) for i in range(len(messages))],
     )
     lake.append(RAW_TELEMETRY, batch.to_arrow())
-    return lake
 
 
 def day_rows(lake):
@@ -84,35 +89,12 @@ def test_rows_outside_the_window_are_refused(raw_lake):
 
 
 def test_concurrent_rebuilds_of_one_day_leave_one_copy(raw_lake):
-    errors: list[BaseException] = []
-
-    def rebuild():
-        try:
-            rebuild_silver(raw_lake, TELEMETRY, DAY, RULES)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=rebuild) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    errors = run_in_threads(lambda: rebuild_silver(raw_lake, TELEMETRY, DAY, RULES), 2, 60)
 
     assert errors == []
     assert_frame_equal(day_rows(raw_lake), expected_rows(raw_lake))
     assert day_rows(raw_lake).select(TELEMETRY.key_columns).is_unique().all()
     assert day_rows(raw_lake)["event_date"].unique().to_list() == [DAY.start]
-
-
-def land_with_limit(lake, messages, max_payload_bytes):
-    batch = RawBatch("test", "test", max_payload_bytes)
-    batch.extend(
-        [m.topic for m in messages],
-        [m.payload for m in messages],
-        [m.sim_ms * 1000 + 150_000 for m in messages],
-        [str(i) for i in range(len(messages))],
-    )
-    lake.append(RAW_TELEMETRY, batch.to_arrow())
 
 
 def test_replay_after_a_fixed_check_takes_in_quarantined_rows_once(lake, tmp_path):

@@ -61,7 +61,11 @@ def test_kill_9_at_random_points_loses_nothing(
         process.wait()
         kill_points.append(point)
 
-    survivor = consumer_processes.start(client_id)
+    # Ready first: the last killed consumer may have landed everything already, and a
+    # SIGTERM before the survivor installed its handlers would kill it outright.
+    ready = tmp_path / "ready-survivor"
+    survivor = consumer_processes.start(client_id, ready_file=ready)
+    wait_until(ready.exists, 30, "the surviving consumer to subscribe")
     with contextlib.suppress(TimeoutError):  # if some never arrive, the asserts below say which
         wait_until(lambda: missing_from_raw(lake, expected) == 0, 60, "every message")
     assert consumer_processes.stop(survivor) == 0, consumer_processes.log(client_id)

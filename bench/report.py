@@ -1,0 +1,29 @@
+"""How the benchmarks print: figures on stdout as `name: value unit`, everything else not.
+
+Tests and the README read the figures by that form; progress goes to stderr and context
+lines (the machine's load) start with `#`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def figure(name: str, value: float, unit: str) -> None:
+    """Print one figure as `name: value unit`, the form tests and reports parse."""
+    whole = isinstance(value, int) or abs(value) >= 100  # no decimals needed past 100
+    text = f"{value:.0f}" if whole else f"{value:.2f}"
+    print(f"{name}: {text} {unit}", flush=True)
+
+
+def note(text: str) -> None:
+    """Progress (and the consumer's own stats lines), kept off stdout."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def print_load(when: str) -> None:
+    """How busy the machine is: wall-clock rates on two shared cores depend on it."""
+    one, five, _ = os.getloadavg()
+    cpus = os.cpu_count()
+    print(f"# load {when}: {one:.2f} (1 min), {five:.2f} (5 min) on {cpus} cpus", flush=True)

@@ -1,0 +1,116 @@
+"""A rebuild split into device shards writes exactly what a one-shard rebuild writes."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import polars as pl
+import pyarrow as pa
+import pytest
+from deltalake.exceptions import CommitFailedError
+from polars.testing import assert_frame_equal
+
+from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY, TableSpec
+from iot_lake.lake import Lake
+from iot_lake.partitions import EventWindow
+from iot_lake.rebuild import SilverRules, rebuild_silver
+from iot_lake.shards import device_shards, shard_count
+from iot_lake.silver import DECODER_COLUMNS
+from streaming.batch import RawBatch
+from streaming.simulator.fleet import Fleet, FleetSpec, SimMessage
+from tests.conftest import NOISY
+from tests.support import run_in_threads
+
+RULES = SilverRules(skew_tolerance=timedelta(minutes=5), max_lateness=timedelta(days=7))
+DAY = EventWindow.day(date(2026, 11, 1))
+SMALL_SHARDS = 400  # raw rows per shard: the fleet below is split into about 8
+
+
+def land(lake: Lake, messages: list[SimMessage], delay_us: int) -> None:
+    batch = RawBatch("test", "test", 64 * 1024)
+    batch.extend(
+        [m.topic for m in messages],
+        [m.payload for m in messages],
+        [m.sim_ms * 1000 + delay_us for m in messages],
+        [f"{delay_us}-{i}" for i in range(len(messages))],
+    )
+    lake.append(RAW_TELEMETRY, batch.to_arrow())
+
+
+@pytest.fixture
+def messages() -> list[SimMessage]:
+    """A noisy fleet: duplicates, malformed and spoofed messages among good ones."""
+    spec = FleetSpec(devices=20, seed=11, interval_s=600.0, faults=NOISY)
+    return list(Fleet(spec).messages(3000))
+
+
+def landed(lake: Lake, messages: list[SimMessage]) -> Lake:
+    """The messages in raw, and a tenth of them again in a later commit (redelivered)."""
+    land(lake, messages, 150_000)
+    land(lake, messages[::10], 2_000_000)
+    return lake
+
+
+def table_rows(lake: Lake, spec: TableSpec) -> pl.DataFrame:
+    return lake.read(spec).sort(*spec.key_columns)
+
+
+@pytest.mark.parametrize("spec", [TELEMETRY, DEVICE_EVENTS], ids=lambda spec: spec.name)
+def test_a_sharded_rebuild_writes_the_same_table_as_one_shard(tmp_path, messages, spec):
+    whole = landed(Lake(str(tmp_path / "whole")), messages)
+    sharded = landed(Lake(str(tmp_path / "sharded")), messages)
+    raw = whole.read(RAW_TELEMETRY)
+    assert shard_count(raw.height, SMALL_SHARDS) > 4
+
+    one = rebuild_silver(whole, spec, DAY, RULES)
+    many = rebuild_silver(sharded, spec, DAY, RULES, shard_messages=SMALL_SHARDS)
+
+    assert many.rows == one.rows == table_rows(whole, spec).height > 0
+    assert_frame_equal(table_rows(sharded, spec), table_rows(whole, spec))
+    keys = table_rows(sharded, spec).select(spec.key_columns)
+    assert keys.is_unique().all()
+    # Redelivered copies were in raw, in the same shard as their original, and were dropped.
+    valid = raw.filter(pl.col("error_code").is_null())
+    assert valid.select("device_id", "message_id").is_duplicated().sum() > 0
+
+
+def test_every_device_lands_in_exactly_one_shard(tmp_path, messages):
+    lake = landed(Lake(str(tmp_path / "lake")), messages)
+    raw = lake.read(RAW_TELEMETRY).select(DECODER_COLUMNS).to_arrow()
+
+    with device_shards(raw.to_batches(max_chunksize=500), 8) as paths:
+        shards = [pl.read_ipc(path).with_columns(shard=pl.lit(i)) for i, path in enumerate(paths)]
+    rows = pl.concat(shards)
+
+    assert len(paths) > 1
+    assert not any(path.exists() for path in paths)  # scratch files are removed
+    assert rows.height == raw.num_rows
+    per_device = rows.group_by("device_id").agg(pl.col("shard").n_unique())
+    assert per_device.get_column("shard").max() == 1
+
+
+def test_a_sharded_overwrite_computed_against_an_old_version_is_refused(tmp_path, messages):
+    lake = landed(Lake(str(tmp_path / "lake")), messages)
+    rebuild_silver(lake, TELEMETRY, DAY, RULES, shard_messages=SMALL_SHARDS)
+    stale_version = lake.open(TELEMETRY).version()
+    rows = table_rows(lake, TELEMETRY)
+    rebuild_silver(lake, TELEMETRY, DAY, RULES, shard_messages=SMALL_SHARDS)  # a newer writer
+    stream = pa.RecordBatchReader.from_batches(
+        rows.to_arrow().schema, iter(rows.head(10).to_arrow().to_batches())
+    )
+
+    with pytest.raises(CommitFailedError):
+        lake.replace_partition(TELEMETRY, stream, DAY.predicate(), read_version=stale_version)
+    assert_frame_equal(table_rows(lake, TELEMETRY), rows)
+
+
+def test_concurrent_sharded_rebuilds_of_one_day_leave_one_copy(tmp_path, messages):
+    lake = landed(Lake(str(tmp_path / "lake")), messages)
+    expected = landed(Lake(str(tmp_path / "expected")), messages)
+    rebuild_silver(expected, TELEMETRY, DAY, RULES)
+    errors = run_in_threads(
+        lambda: rebuild_silver(lake, TELEMETRY, DAY, RULES, shard_messages=SMALL_SHARDS), 2, 120
+    )
+
+    assert errors == []
+    assert_frame_equal(table_rows(lake, TELEMETRY), table_rows(expected, TELEMETRY))
