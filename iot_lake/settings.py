@@ -34,9 +34,10 @@ class BatchLimits:
 
     Larger batches amortise the per-commit cost (every commit adds a log entry and a file
     per partition), smaller ones cut latency and commit time. Measured with
-    bench/ingest.py on 2 cores: 50,000-message batches land ~100k msgs/s with commits of
-    0.3-0.5 s (building the Arrow table and writing ~15 MB); 1,000-message batches commit
-    in ~60-110 ms but land ~12k msgs/s. At low rates `max_age_s` bounds the latency.
+    bench/ingest.py on 2 cores (README, figures): 50,000-message batches land ~145k msgs/s
+    with commits of 0.25-0.3 s (building the Arrow table and writing ~15 MB); 10,000 land
+    ~106k msgs/s with commits of 90-120 ms; 1,000 commit in ~60-95 ms but land ~15k msgs/s.
+    At low rates `max_age_s` bounds the latency.
     """
 
     max_records: int = 50_000
