@@ -14,7 +14,7 @@ bounded by a shard, not by the window.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -138,18 +138,50 @@ def rebuild_silver(
     comes from the newest read of raw, never from a stale one.
     """
     check_raw_retained(window, rules, datetime.now(UTC).date())
+    return overwrite_in_shards(
+        lake,
+        spec,
+        window,
+        "event_date",
+        lambda: decoded_shards(lake, spec, window, rules, shard_messages),
+        max_attempts=max_attempts,
+        sample_rows=sample_rows,
+    )
+
+
+ShardStream = Callable[[], AbstractContextManager[Iterator[pl.DataFrame]]]
+
+
+def overwrite_in_shards(
+    lake: Lake,
+    spec: TableSpec,
+    window: EventWindow,
+    date_column: str,
+    open_shards: ShardStream,
+    *,
+    max_attempts: int = 5,
+    sample_rows: int = 5,
+) -> Rebuilt:
+    """Overwrite exactly the window of a table with shards of rows, in one fenced commit.
+
+    `open_shards` opens a fresh stream of the window's rows, one shard at a time (a window
+    small enough is one shard): the shards are streamed into the commit, so memory holds
+    one of them. The table version is taken before the inputs are read and the overwrite is
+    committed against it: when another run rewrote the window meanwhile, the commit fails
+    and the window is recomputed from the newer inputs, never written from stale ones.
+    """
     attempt = 0
     while True:
         attempt += 1
         read_version = lake.ensure_table(spec).version()
-        with decoded_shards(lake, spec, window, rules, shard_messages) as shards:
+        with open_shards() as shards:
             written = _Written(sample_rows, empty_frame(spec))
             rows = pa.RecordBatchReader.from_batches(
                 empty_frame(spec).to_arrow().schema, _batches(shards, written)
             )
             try:
                 version = lake.replace_partition(
-                    spec, rows, window.predicate("event_date"), read_version=read_version
+                    spec, rows, window.predicate(date_column), read_version=read_version
                 )
             except CommitFailedError:
                 if attempt >= max_attempts:

@@ -42,6 +42,8 @@ import polars as pl
 from iot_lake.catalog import ROLLUP_1M
 
 KEY_COLUMNS: Final = ("tenant_id", "device_id", "metric")
+# The telemetry columns a 1-minute rollup reads.
+ROLLUP_INPUT_COLUMNS: Final = (*KEY_COLUMNS, "unit", "value", "event_time")
 
 # ROLLUP_1M, ROLLUP_1H and ROLLUP_1D share one schema.
 ROLLUP_SCHEMA: Final = pl.DataFrame(ROLLUP_1M.schema.empty_table()).schema
@@ -77,7 +79,7 @@ def rollup_1m(telemetry: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """
     readings = (
         telemetry.lazy()
-        .select(*KEY_COLUMNS, "unit", "value", "event_time")
+        .select(ROLLUP_INPUT_COLUMNS)
         .collect()
         .with_columns(_order=_order_key(pl.col("event_time"), pl.col("value")))
     )
