@@ -55,7 +55,7 @@ from report import figure, note, print_load
 
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.lake import Lake
-from iot_lake.settings import BatchLimits, MqttSettings
+from iot_lake.settings import BatchLimits, MqttSettings, load_settings
 from streaming.batch import RawBatch, now_micros
 from streaming.broker import Mosquitto
 from streaming.consumer import Consumer, ConsumerOptions
@@ -533,8 +533,12 @@ def scaled(base: int, scale: float, floor: int) -> int:
 
 
 def bench_file_path(path: Path, work: Path, count: int, profile: bool) -> None:
-    """Landing, limit, naive and soak figures for the generated file."""
-    limits = BatchLimits()
+    """Landing, limit, naive and soak figures for the generated file.
+
+    Landing uses the consumer's batch limits as configured (IOT_LAKE_BATCH_MAX_RECORDS and
+    friends), so `IOT_LAKE_BATCH_MAX_RECORDS=10000 make bench` measures the trade-off.
+    """
+    limits = load_settings().batch
     print(
         f"# landing batch limits: max_records={limits.max_records} "
         f"max_bytes={limits.max_bytes} max_age_s={limits.max_age_s:g}",
