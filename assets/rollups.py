@@ -12,7 +12,7 @@ import dagster as dg
 from assets.metadata import rebuilt_result
 from assets.partitions import event_day_asset
 from iot_lake.catalog import ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY
-from iot_lake.gold import rebuild_gold, rebuild_rollup_1m, rollup_up_window
+from iot_lake.gold import rebuild_rollup
 from iot_lake.partitions import EventWindow
 from resources.lake import LakeResource
 
@@ -27,7 +27,7 @@ def rollup_1m(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     """
     window = EventWindow.from_datetimes(*context.partition_time_window)
     the_lake = lake.lake()
-    rebuilt = rebuild_rollup_1m(the_lake, window)
+    rebuilt = rebuild_rollup(the_lake, ROLLUP_1M, window)
     return rebuilt_result(rebuilt, the_lake.table_uri(ROLLUP_1M))
 
 
@@ -40,9 +40,7 @@ def rollup_1h(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     """
     window = EventWindow.from_datetimes(*context.partition_time_window)
     the_lake = lake.lake()
-    rebuilt = rebuild_gold(
-        the_lake, ROLLUP_1H, window, lambda: rollup_up_window(the_lake, ROLLUP_1H, window)
-    )
+    rebuilt = rebuild_rollup(the_lake, ROLLUP_1H, window)
     return rebuilt_result(rebuilt, the_lake.table_uri(ROLLUP_1H))
 
 
@@ -55,7 +53,5 @@ def rollup_1d(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     """
     window = EventWindow.from_datetimes(*context.partition_time_window)
     the_lake = lake.lake()
-    rebuilt = rebuild_gold(
-        the_lake, ROLLUP_1D, window, lambda: rollup_up_window(the_lake, ROLLUP_1D, window)
-    )
+    rebuilt = rebuild_rollup(the_lake, ROLLUP_1D, window)
     return rebuilt_result(rebuilt, the_lake.table_uri(ROLLUP_1D))

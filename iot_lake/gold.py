@@ -10,7 +10,7 @@ one Delta commit, so reruns and backfills change nothing (contract 5).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 
@@ -33,12 +33,8 @@ from iot_lake.lake import Lake
 from iot_lake.late_data import late_data_ledger
 from iot_lake.partitions import EventWindow
 from iot_lake.rebuild import Rebuilt, overwrite_in_shards
-from iot_lake.rollups import ROLLUP_INPUT_COLUMNS, rollup_1m, rollup_up
+from iot_lake.rollups import ROLLUP_INPUT_COLUMNS, ROLLUP_SCHEMA, rollup_1m, rollup_up
 from iot_lake.shards import device_shards, shard_count
-
-# Telemetry readings per device shard of rollup_1m: ~0.25 KB of peak memory a reading
-# (7.7 GB for 31.7M), so about 1 GB a shard.
-SHARD_READINGS = 4_000_000
 
 # The partition column of each table a gold level reads or writes (all are event days).
 DATE_COLUMN = {
@@ -51,8 +47,6 @@ DATE_COLUMN = {
     LATE_DATA_LEDGER.name: "event_date",
 }
 
-# Each coarser rollup: the level it merges and its bucket width.
-ROLLUP_SOURCES = {ROLLUP_1H.name: (ROLLUP_1M, "1h"), ROLLUP_1D.name: (ROLLUP_1H, "1d")}
 
 DEFAULT_WINDOW_DAYS = 7
 
@@ -71,12 +65,6 @@ def read_window(lake: Lake, spec: TableSpec, window: EventWindow) -> pl.LazyFram
 def rollup_1m_window(lake: Lake, window: EventWindow) -> pl.DataFrame:
     """The 1-minute rollup of the window's days, from their telemetry partitions."""
     return rollup_1m(read_window(lake, TELEMETRY, window))
-
-
-def rollup_up_window(lake: Lake, spec: TableSpec, window: EventWindow) -> pl.DataFrame:
-    """rollup_1h (or rollup_1d) of the window's days, merged from the same days one level down."""
-    lower, every = ROLLUP_SOURCES[spec.name]
-    return rollup_up(read_window(lake, lower, window), every)
 
 
 def baselines_window(
@@ -128,45 +116,68 @@ def rebuild_gold(
     )
 
 
-def rebuild_rollup_1m(
-    lake: Lake, window: EventWindow, *, shard_readings: int = SHARD_READINGS
+def rebuild_rollup(
+    lake: Lake, spec: TableSpec, window: EventWindow, *, shard_rows: int | None = None
 ) -> Rebuilt:
-    """rebuild_gold for rollup_1m, rolled up in device shards when the window is large.
+    """rebuild_gold for a rollup level, rolled up in device shards when the window is large.
 
-    A 1-minute bucket belongs to one device, so the rollup of a window is the union of the
-    rollups of its device shards: a day of 1,000 devices (31.7M readings) held 7.7 GB when
-    rolled up whole. The shards are streamed into the window's one commit.
+    A bucket belongs to one device, so the rollup of a window is the union of the rollups of
+    its device shards: a day of 1,000 devices (31.7M readings) held 7.7 GB when rolled up
+    to 1 minute whole, and its 5.3M 1-minute rows 4.0 GB when merged to 1 hour whole. The
+    shards are streamed into the window's one commit. `shard_rows`: input rows per shard
+    (default: the level's ROLLUP_SHARD_ROWS).
     """
+    per_shard = shard_rows or ROLLUP_SHARD_ROWS[spec.name]
     return overwrite_in_shards(
         lake,
-        ROLLUP_1M,
+        spec,
         window,
-        DATE_COLUMN[ROLLUP_1M.name],
-        lambda: rollup_1m_shards(lake, window, shard_readings),
+        DATE_COLUMN[spec.name],
+        lambda: rollup_shards(lake, spec, window, per_shard),
     )
 
 
 @contextmanager
-def rollup_1m_shards(
-    lake: Lake, window: EventWindow, shard_readings: int = SHARD_READINGS
+def rollup_shards(
+    lake: Lake, spec: TableSpec, window: EventWindow, shard_rows: int
 ) -> Iterator[Iterator[pl.DataFrame]]:
-    """The window's 1-minute rollup, one device shard at a time (lazily, in the context).
+    """A rollup level of the window, one device shard at a time (lazily, in the context).
 
-    Telemetry is read once, before any shard is rolled up, and spilled by device to local
-    files (`iot_lake.shards`): the shards are consumed by delta-rs' writer, from inside which
-    delta-rs cannot be called again.
+    The level below is read once, before any shard is rolled up, and spilled by device to
+    local files (`iot_lake.shards`): the shards are consumed by delta-rs' writer, from inside
+    which delta-rs cannot be called again.
     """
-    column = DATE_COLUMN[TELEMETRY.name]
+    source, roll, columns = _ROLLUP_STEPS[spec.name]
+    column = DATE_COLUMN[source.name]
     last_day = window.end - timedelta(days=1)
     partitions = [(column, ">=", window.start.isoformat()), (column, "<=", last_day.isoformat())]
-    telemetry = lake.dataset(TELEMETRY, partitions)
+    dataset = lake.dataset(source, partitions)
     in_window = (pc.field(column) >= pa.scalar(window.start)) & (
         pc.field(column) < pa.scalar(window.end)
     )
-    shards = shard_count(telemetry.count_rows(filter=in_window), shard_readings)
+    shards = shard_count(dataset.count_rows(filter=in_window), shard_rows)
     if shards == 1:
-        yield iter([rollup_1m_window(lake, window)])
+        yield iter([roll(read_window(lake, source, window))])
         return
-    scan = telemetry.to_batches(columns=list(ROLLUP_INPUT_COLUMNS), filter=in_window)
+    scan = dataset.to_batches(columns=list(columns), filter=in_window)
     with device_shards(scan, shards) as paths:
-        yield (rollup_1m(pl.scan_ipc(path)) for path in paths)
+        yield (roll(pl.scan_ipc(path)) for path in paths)
+
+
+# Each rollup level: the table it is built from, how, and the columns that takes.
+_ROLLUP_STEPS: dict[
+    str, tuple[TableSpec, Callable[[pl.LazyFrame], pl.DataFrame], Sequence[str]]
+] = {
+    ROLLUP_1M.name: (TELEMETRY, rollup_1m, ROLLUP_INPUT_COLUMNS),
+    ROLLUP_1H.name: (ROLLUP_1M, lambda rows: rollup_up(rows, "1h"), ROLLUP_SCHEMA.names()),
+    ROLLUP_1D.name: (ROLLUP_1H, lambda rows: rollup_up(rows, "1d"), ROLLUP_SCHEMA.names()),
+}
+
+# Input rows per device shard of each level: ~0.25 KB of peak memory per reading into
+# rollup_1m (7.7 GB for 31.7M), ~0.75 KB per 1-minute row into rollup_1h (4.0 GB for 5.3M),
+# so about 1 GB a shard; a day of rollup_1h is small (88k rows for 1,000 devices).
+ROLLUP_SHARD_ROWS = {
+    ROLLUP_1M.name: 4_000_000,
+    ROLLUP_1H.name: 1_500_000,
+    ROLLUP_1D.name: 4_000_000,
+}

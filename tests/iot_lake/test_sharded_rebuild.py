@@ -10,8 +10,16 @@ import pytest
 from deltalake.exceptions import CommitFailedError
 from polars.testing import assert_frame_equal
 
-from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, ROLLUP_1M, TELEMETRY, TableSpec
-from iot_lake.gold import rebuild_rollup_1m
+from iot_lake.catalog import (
+    DEVICE_EVENTS,
+    RAW_TELEMETRY,
+    ROLLUP_1D,
+    ROLLUP_1H,
+    ROLLUP_1M,
+    TELEMETRY,
+    TableSpec,
+)
+from iot_lake.gold import rebuild_rollup
 from iot_lake.lake import Lake
 from iot_lake.partitions import EventWindow
 from iot_lake.rebuild import SilverRules, rebuild_silver
@@ -118,22 +126,20 @@ def test_concurrent_sharded_rebuilds_of_one_day_leave_one_copy(tmp_path, message
     assert_frame_equal(table_rows(lake, TELEMETRY), table_rows(expected, TELEMETRY))
 
 
-def test_rollup_1m_in_device_shards_writes_the_same_table_as_one_shard(tmp_path, messages):
+def test_rollups_in_device_shards_write_the_same_tables_as_one_shard(tmp_path, messages):
     """Buckets belong to one device, so the rollups of device shards are the whole rollup,
-    bit for bit (each bucket's rows are added in the same order either way)."""
+    bit for bit (each bucket's rows are added in the same order either way), at every level."""
     whole = landed(Lake(str(tmp_path / "whole")), messages)
     sharded = landed(Lake(str(tmp_path / "sharded")), messages)
     for lake in (whole, sharded):
         rebuild_silver(lake, TELEMETRY, DAY, RULES)
-    readings = whole.read(TELEMETRY).height
-    assert shard_count(readings, SMALL_SHARDS) > 4
+    assert shard_count(whole.read(TELEMETRY).height, SMALL_SHARDS) > 4
 
-    one = rebuild_rollup_1m(whole, DAY)
-    many = rebuild_rollup_1m(sharded, DAY, shard_readings=SMALL_SHARDS)
-
-    assert one.rows == many.rows > 0
-    assert_frame_equal(
-        table_rows(sharded, ROLLUP_1M), table_rows(whole, ROLLUP_1M), check_exact=True
-    )
+    for level in (ROLLUP_1M, ROLLUP_1H, ROLLUP_1D):
+        one = rebuild_rollup(whole, level, DAY)
+        many = rebuild_rollup(sharded, level, DAY, shard_rows=SMALL_SHARDS // 4)
+        assert one.rows == many.rows > 0, level.name
+        assert_frame_equal(table_rows(sharded, level), table_rows(whole, level), check_exact=True)
     direct = rollup_1m(whole.read(TELEMETRY)).sort(*ROLLUP_1M.key_columns)
     assert_frame_equal(table_rows(whole, ROLLUP_1M), direct, check_exact=True)
+    assert shard_count(whole.read(ROLLUP_1M).height, SMALL_SHARDS // 4) > 4  # 1h was sharded
