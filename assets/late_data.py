@@ -4,11 +4,12 @@
 # annotations when the definition is built, and string annotations fail its checks.
 
 import dagster as dg
+import polars as pl
 
 from assets.metadata import rebuilt_result
 from assets.partitions import event_day_asset
 from iot_lake.catalog import DEVICE_EVENTS, LATE_DATA_LEDGER, TELEMETRY
-from iot_lake.gold import late_data_window, read_window, rebuild_gold
+from iot_lake.gold import late_data_window, rebuild_gold
 from iot_lake.late_data import ledger_summary
 from iot_lake.partitions import EventWindow
 from resources.lake import LakeResource
@@ -25,13 +26,14 @@ def late_data_ledger(context: dg.AssetExecutionContext, lake: LakeResource) -> d
     window = EventWindow.from_datetimes(*context.partition_time_window)
     the_lake = lake.lake()
     skew_tolerance = lake.silver_rules().skew_tolerance
-    rebuilt = rebuild_gold(
-        the_lake,
-        LATE_DATA_LEDGER,
-        window,
-        lambda: late_data_window(the_lake, window, skew_tolerance),
-    )
-    summary = ledger_summary(read_window(the_lake, LATE_DATA_LEDGER, window).collect())
+    written: list[pl.DataFrame] = []  # the rows of the attempt that committed (the last)
+
+    def compute() -> pl.DataFrame:
+        written.append(late_data_window(the_lake, window, skew_tolerance))
+        return written[-1]
+
+    rebuilt = rebuild_gold(the_lake, LATE_DATA_LEDGER, window, compute)
+    summary = ledger_summary(written[-1])
     extra = {
         "late_messages": dg.MetadataValue.int(summary.late_messages),
         "late_devices": dg.MetadataValue.int(summary.devices),

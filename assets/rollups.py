@@ -11,7 +11,7 @@ import dagster as dg
 
 from assets.metadata import rebuilt_result
 from assets.partitions import event_day_asset
-from iot_lake.catalog import ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY
+from iot_lake.catalog import ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY, TableSpec
 from iot_lake.gold import rebuild_rollup
 from iot_lake.partitions import EventWindow
 from resources.lake import LakeResource
@@ -25,10 +25,7 @@ def rollup_1m(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     telemetry: the coarser levels and the baselines merge from these, so their mean and
     standard deviation are exact. A run overwrites exactly its days.
     """
-    window = EventWindow.from_datetimes(*context.partition_time_window)
-    the_lake = lake.lake()
-    rebuilt = rebuild_rollup(the_lake, ROLLUP_1M, window)
-    return rebuilt_result(rebuilt, the_lake.table_uri(ROLLUP_1M))
+    return _rebuild(context, lake, ROLLUP_1M)
 
 
 @event_day_asset(ROLLUP_1H, [ROLLUP_1M.name], "gold")
@@ -38,10 +35,7 @@ def rollup_1h(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     What dashboards and the baselines read: 60x fewer rows than rollup_1m, same exact
     mean and standard deviation. A run overwrites exactly its days.
     """
-    window = EventWindow.from_datetimes(*context.partition_time_window)
-    the_lake = lake.lake()
-    rebuilt = rebuild_rollup(the_lake, ROLLUP_1H, window)
-    return rebuilt_result(rebuilt, the_lake.table_uri(ROLLUP_1H))
+    return _rebuild(context, lake, ROLLUP_1H)
 
 
 @event_day_asset(ROLLUP_1D, [ROLLUP_1H.name], "gold")
@@ -51,7 +45,14 @@ def rollup_1d(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     One row per device x metric x day: fleet reports over months read this. A run
     overwrites exactly its days.
     """
+    return _rebuild(context, lake, ROLLUP_1D)
+
+
+def _rebuild(
+    context: dg.AssetExecutionContext, lake: LakeResource, level: TableSpec
+) -> dg.MaterializeResult:
+    """Rebuild the run's days of a rollup level from the level below."""
     window = EventWindow.from_datetimes(*context.partition_time_window)
     the_lake = lake.lake()
-    rebuilt = rebuild_rollup(the_lake, ROLLUP_1D, window)
-    return rebuilt_result(rebuilt, the_lake.table_uri(ROLLUP_1D))
+    rebuilt = rebuild_rollup(the_lake, level, window)
+    return rebuilt_result(rebuilt, the_lake.table_uri(level))

@@ -51,7 +51,7 @@ import polars as pl
 import psutil
 import pyarrow.compute as pc
 from deltalake import write_deltalake
-from report import figure, note, print_load
+from report import figure, note, print_load, run_and_exit
 
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.lake import Lake
@@ -598,11 +598,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    status = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Every figure is printed and every child has exited. About one run in three, Arrow's
-    # C++ teardown then aborts the interpreter ("terminate called without an active
-    # exception", no Python frame) after the bench's mix of dataset reads, Parquet writes
-    # and spawned children; leave without running it so the exit status stays the bench's.
-    os._exit(status)
+    run_and_exit(main)

@@ -57,7 +57,7 @@ import duckdb
 import numpy as np
 import psutil
 import pyarrow as pa
-from report import figure, note, print_load
+from report import figure, note, print_load, run_and_exit
 
 from iot_lake.catalog import DEVICE_EVENTS, ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY
 from iot_lake.gold import rollup_1m_window
@@ -572,9 +572,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    status = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # As in bench/ingest.py: Arrow's C++ teardown sometimes aborts the interpreter after
-    # dataset reads and spawned children; leave without it so the exit status is the bench's.
-    os._exit(status)
+    run_and_exit(main)

@@ -34,7 +34,7 @@ from iot_lake.late_data import late_data_ledger
 from iot_lake.partitions import EventWindow
 from iot_lake.rebuild import Rebuilt, overwrite_in_shards
 from iot_lake.rollups import ROLLUP_INPUT_COLUMNS, ROLLUP_SCHEMA, rollup_1m, rollup_up
-from iot_lake.shards import device_shards, shard_count
+from iot_lake.shards import in_device_shards
 
 # The partition column of each table a gold level reads or writes (all are event days).
 DATE_COLUMN = {
@@ -54,12 +54,13 @@ DEFAULT_WINDOW_DAYS = 7
 def read_window(lake: Lake, spec: TableSpec, window: EventWindow) -> pl.LazyFrame:
     """The rows of a table's event-day partitions in the window; other files are never read."""
     column = DATE_COLUMN[spec.name]
+    return lake.read_where(spec, _window_partitions(column, window)).filter(window.contains(column))
+
+
+def _window_partitions(column: str, window: EventWindow) -> list[tuple[str, str, str]]:
+    """Delta partition filters on a date column covering the window's days."""
     last_day = window.end - timedelta(days=1)
-    partitions = [
-        (column, ">=", window.start.isoformat()),
-        (column, "<=", last_day.isoformat()),
-    ]
-    return lake.read_where(spec, partitions).filter(window.contains(column))
+    return [(column, ">=", window.start.isoformat()), (column, "<=", last_day.isoformat())]
 
 
 def rollup_1m_window(lake: Lake, window: EventWindow) -> pl.DataFrame:
@@ -143,25 +144,23 @@ def rollup_shards(
 ) -> Iterator[Iterator[pl.DataFrame]]:
     """A rollup level of the window, one device shard at a time (lazily, in the context).
 
-    The level below is read once, before any shard is rolled up, and spilled by device to
-    local files (`iot_lake.shards`): the shards are consumed by delta-rs' writer, from inside
-    which delta-rs cannot be called again.
+    The level below is read once and, when larger than `shard_rows`, spilled by device
+    (`iot_lake.shards.in_device_shards`).
     """
     source, roll, columns = _ROLLUP_STEPS[spec.name]
     column = DATE_COLUMN[source.name]
-    last_day = window.end - timedelta(days=1)
-    partitions = [(column, ">=", window.start.isoformat()), (column, "<=", last_day.isoformat())]
-    dataset = lake.dataset(source, partitions)
     in_window = (pc.field(column) >= pa.scalar(window.start)) & (
         pc.field(column) < pa.scalar(window.end)
     )
-    shards = shard_count(dataset.count_rows(filter=in_window), shard_rows)
-    if shards == 1:
-        yield iter([roll(read_window(lake, source, window))])
-        return
-    scan = dataset.to_batches(columns=list(columns), filter=in_window)
-    with device_shards(scan, shards) as paths:
-        yield (roll(pl.scan_ipc(path)) for path in paths)
+    with in_device_shards(
+        lake.dataset(source, _window_partitions(column, window)),
+        in_window,
+        columns,
+        shard_rows,
+        whole=lambda: roll(read_window(lake, source, window)),
+        part=roll,
+    ) as shards:
+        yield shards
 
 
 # Each rollup level: the table it is built from, how, and the columns that takes.

@@ -27,7 +27,7 @@ from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY, TableSpec
 from iot_lake.lake import Lake
 from iot_lake.maintenance import first_retained_raw_day
 from iot_lake.partitions import EventWindow
-from iot_lake.shards import SHARD_MESSAGES, device_shards, shard_count
+from iot_lake.shards import SHARD_MESSAGES, in_device_shards
 from iot_lake.silver import (
     DECODER_COLUMNS,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -200,26 +200,25 @@ def decoded_shards(
 ) -> Iterator[Iterator[pl.DataFrame]]:
     """The window's silver rows, one device shard at a time (lazily, in the context).
 
-    A window of at most `shard_messages` raw rows is decoded whole, as it always was; a
-    larger one is split by device first (`iot_lake.shards`), so memory holds one shard's
-    raw rows and readings, whatever the number of devices. Raw is read here, not while the
-    shards are consumed: the consumer is delta-rs' writer, and delta-rs cannot be called
-    from inside one of its writes (its runtime panics), so only local files are left to read.
+    A window of at most `shard_messages` raw rows is decoded whole; a larger one is split
+    by device first (`iot_lake.shards.in_device_shards`), so memory holds one shard's raw
+    rows and readings, whatever the number of devices.
     """
     partitions = window.raw_ingest_filter(rules.skew_tolerance, rules.max_lateness)
-    raw = lake.dataset(RAW_TELEMETRY, partitions)
     # The rows this table can take: its message kinds, and quarantined rows (re-checked).
     kinds = pa.array(MESSAGE_KINDS_OF[spec.name], pa.string())
     needed = _raw_ingest_expression(window, rules) & (
         pc.field("message_kind").isin(kinds) | pc.field("error_code").is_valid()
     )
-    shards = shard_count(raw.count_rows(filter=needed), shard_messages)
-    if shards == 1:
-        yield iter([decode_window(spec, raw_rows_for(lake, window, rules), window, rules)])
-        return
-    scan = raw.to_batches(columns=list(DECODER_COLUMNS), filter=needed)
-    with device_shards(scan, shards) as paths:
-        yield (decode_window(spec, pl.scan_ipc(path), window, rules) for path in paths)
+    with in_device_shards(
+        lake.dataset(RAW_TELEMETRY, partitions),
+        needed,
+        DECODER_COLUMNS,
+        shard_messages,
+        whole=lambda: decode_window(spec, raw_rows_for(lake, window, rules), window, rules),
+        part=lambda shard: decode_window(spec, shard, window, rules),
+    ) as shards:
+        yield shards
 
 
 @dataclass

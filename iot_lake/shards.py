@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.ipc as ipc
 
 # Raw messages per shard: about 2.5 GB of peak RSS each at the simulator's payload sizes
@@ -59,3 +61,27 @@ def device_shards(batches: Iterable[pa.RecordBatch], shards: int) -> Iterator[li
                         )
                     writers[shard].write_table(rows)
         yield [paths[shard] for shard in sorted(paths)]
+
+
+@contextmanager
+def in_device_shards(
+    dataset: ds.Dataset,
+    rows: pc.Expression,
+    columns: Sequence[str],
+    per_shard: int,
+    whole: Callable[[], pl.DataFrame],
+    part: Callable[[pl.LazyFrame], pl.DataFrame],
+) -> Iterator[Iterator[pl.DataFrame]]:
+    """A computation over some rows of a dataset, one device shard at a time (lazily).
+
+    At most `per_shard` rows are computed `whole`, as one shard; more are spilled by device
+    (`device_shards`, only `columns`) and `part` runs on each shard file in turn. The input is
+    read here, before the shards are consumed: their consumer is delta-rs' writer, from
+    inside which delta-rs cannot be called again (its runtime panics).
+    """
+    shards = shard_count(dataset.count_rows(filter=rows), per_shard)
+    if shards == 1:
+        yield iter([whole()])
+        return
+    with device_shards(dataset.to_batches(columns=list(columns), filter=rows), shards) as paths:
+        yield (part(pl.scan_ipc(path)) for path in paths)

@@ -6,7 +6,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
+
+import pyarrow as pa
+
+from iot_lake.catalog import RAW_TELEMETRY
 
 T = TypeVar("T")
 
@@ -52,3 +57,25 @@ def run_in_threads(
     for thread in threads:
         thread.join(timeout=timeout_s)
     return errors
+
+
+def raw_rows(first: int, count: int, day: date = date(2026, 11, 1)) -> pa.Table:
+    """`count` raw_telemetry rows of one ingest day, numbered from `first` (the number is
+    the source position and the ingest second after noon)."""
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    return pa.Table.from_pylist(
+        [
+            {
+                "ingest_time": noon + timedelta(seconds=first + i),
+                "ingest_date": day,
+                "source": "test",
+                "source_position": str(first + i),
+                "consumer_id": "test",
+                "payload": "{}",
+                "payload_encoding": "utf-8",
+                "payload_bytes": 2,
+            }
+            for i in range(count)
+        ],
+        schema=RAW_TELEMETRY.schema,
+    )

@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 
 import polars as pl
-import pyarrow as pa
 import pytest
 
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.changes import files_added_since, read_added
-
-T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
-
-
-def raw_rows(first: int, count: int, day: date = date(2026, 11, 1)) -> pa.Table:
-    """`count` raw rows numbered from `first` (the number is the source position)."""
-    ingest = [T0.replace(day=day.day) + timedelta(seconds=i) for i in range(count)]
-    return pa.Table.from_pylist(
-        [
-            {
-                "ingest_time": ingest[i],
-                "ingest_date": day,
-                "source": "test",
-                "source_position": str(first + i),
-                "consumer_id": "test",
-                "payload": "{}",
-                "payload_encoding": "utf-8",
-                "payload_bytes": 2,
-            }
-            for i in range(count)
-        ],
-        schema=RAW_TELEMETRY.schema,
-    )
+from tests.support import raw_rows
 
 
 def positions(lake, added) -> list[int]:

@@ -25,31 +25,10 @@ from iot_lake.maintenance import (
 )
 from streaming.batch import RawBatch
 from streaming.landing import LandingWriter, Position
-from tests.support import wait_until
+from tests.support import raw_rows, wait_until
 
 TODAY = date(2026, 11, 23)
 HOUR_MS = 3600 * 1000
-
-
-def raw_rows(first: int, count: int, day: date) -> pa.Table:
-    """`count` raw rows of ingest day `day`, numbered from `first` (the source position)."""
-    start = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
-    return pa.Table.from_pylist(
-        [
-            {
-                "ingest_time": start + timedelta(seconds=first + i),
-                "ingest_date": day,
-                "source": "test",
-                "source_position": str(first + i),
-                "consumer_id": "test",
-                "payload": "{}",
-                "payload_encoding": "utf-8",
-                "payload_bytes": 2,
-            }
-            for i in range(count)
-        ],
-        schema=RAW_TELEMETRY.schema,
-    )
 
 
 def land_days(lake: Lake, days: list[date], commits_per_day: int, rows: int = 3) -> None:
