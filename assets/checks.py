@@ -24,7 +24,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from assets.partitions import event_date_partitions
+from assets.partitions import event_date_partitions, run_window
 from iot_lake.catalog import ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY, TableSpec
 from iot_lake.partitions import EventWindow
 from iot_lake.quality import (
@@ -37,7 +37,7 @@ from iot_lake.quality import (
     checks_for,
     freshness,
     summarize,
-    validate_days,
+    validate_window,
 )
 from iot_lake.rebuild import markdown_preview
 from resources.lake import LakeResource
@@ -123,8 +123,8 @@ def table_quality_checks(spec: TableSpec) -> dg.AssetChecksDefinition:
     def table_quality(
         context: dg.AssetCheckExecutionContext, config: QualityConfig, lake: LakeResource
     ) -> Iterator[dg.AssetCheckResult]:
-        window = EventWindow.from_datetimes(*context.partition_time_window)
-        validations = validate_days(lake.lake(), spec, window.days(), config.range_mostly)
+        window = run_window(context)
+        validations = validate_window(lake.lake(), spec, window, config.range_mostly)
         for validation in validations:
             context.log.info(
                 f"{spec.name} {validation.day}: {validation.rows} rows validated in "

@@ -6,9 +6,8 @@
 import dagster as dg
 
 from assets.metadata import rebuilt_result
-from assets.partitions import event_day_asset
+from assets.partitions import event_day_asset, run_window
 from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY
-from iot_lake.partitions import EventWindow
 from iot_lake.rebuild import rebuild_silver
 from resources.lake import LakeResource
 
@@ -21,7 +20,7 @@ def device_events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     crash-rate gates of OTA waves and command acknowledgement. Partitioned by event date
     and overwritten per run like telemetry.
     """
-    window = EventWindow.from_datetimes(*context.partition_time_window)
+    window = run_window(context)
     the_lake = lake.lake()
     rebuilt = rebuild_silver(the_lake, DEVICE_EVENTS, window, lake.silver_rules())
     return rebuilt_result(rebuilt, the_lake.table_uri(DEVICE_EVENTS))

@@ -7,11 +7,10 @@ import dagster as dg
 import polars as pl
 
 from assets.metadata import rebuilt_result
-from assets.partitions import event_day_asset
+from assets.partitions import event_day_asset, run_window
 from iot_lake.catalog import DEVICE_EVENTS, LATE_DATA_LEDGER, TELEMETRY
 from iot_lake.gold import late_data_window, rebuild_gold
 from iot_lake.late_data import ledger_summary
-from iot_lake.partitions import EventWindow
 from resources.lake import LakeResource
 
 
@@ -23,7 +22,7 @@ def late_data_ledger(context: dg.AssetExecutionContext, lake: LakeResource) -> d
     the sensor recompute an old day, this partition says why: which devices, how many
     messages, arriving when, up to how late. A run overwrites exactly its days.
     """
-    window = EventWindow.from_datetimes(*context.partition_time_window)
+    window = run_window(context)
     the_lake = lake.lake()
     skew_tolerance = lake.silver_rules().skew_tolerance
     written: list[pl.DataFrame] = []  # the rows of the attempt that committed (the last)

@@ -10,10 +10,9 @@ Each level is partitioned like telemetry and built from the same days of the lev
 import dagster as dg
 
 from assets.metadata import rebuilt_result
-from assets.partitions import event_day_asset
+from assets.partitions import event_day_asset, run_window
 from iot_lake.catalog import ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY, TableSpec
 from iot_lake.gold import rebuild_rollup
-from iot_lake.partitions import EventWindow
 from resources.lake import LakeResource
 
 
@@ -52,7 +51,7 @@ def _rebuild(
     context: dg.AssetExecutionContext, lake: LakeResource, level: TableSpec
 ) -> dg.MaterializeResult:
     """Rebuild the run's days of a rollup level from the level below."""
-    window = EventWindow.from_datetimes(*context.partition_time_window)
+    window = run_window(context)
     the_lake = lake.lake()
     rebuilt = rebuild_rollup(the_lake, level, window)
     return rebuilt_result(rebuilt, the_lake.table_uri(level))

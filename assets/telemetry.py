@@ -6,9 +6,8 @@
 import dagster as dg
 
 from assets.metadata import rebuilt_result
-from assets.partitions import event_day_asset
+from assets.partitions import event_day_asset, run_window
 from iot_lake.catalog import RAW_TELEMETRY, TELEMETRY
-from iot_lake.partitions import EventWindow
 from iot_lake.rebuild import rebuild_silver
 from resources.lake import LakeResource
 
@@ -22,7 +21,7 @@ def telemetry(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     data lands in the day it describes; a run overwrites exactly its days, so reruns and
     backfills are idempotent.
     """
-    window = EventWindow.from_datetimes(*context.partition_time_window)
+    window = run_window(context)
     the_lake = lake.lake()
     rebuilt = rebuild_silver(the_lake, TELEMETRY, window, lake.silver_rules())
     return rebuilt_result(rebuilt, the_lake.table_uri(TELEMETRY))

@@ -7,9 +7,9 @@ Those are the messages that reopen old event days, so the ledger is what explain
 recomputation in the UI ("day D was rebuilt on D+3: 1,440 late messages from 2 devices, up
 to 71 h late") and lets an engineer find the devices with unreliable connectivity.
 
-Built per event day from the day's silver rows, like every derived table, so it is exact,
-rebuilt with the day and idempotent. Telemetry has a row per reading; the ledger counts
-messages, one per (device_id, message_id).
+Built per event hour from the hour's silver rows, like every derived table, so it is exact,
+rebuilt with the hours (or the day) and idempotent. Telemetry has a row per reading; the
+ledger counts messages, one per (device_id, message_id).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def late_messages(silver: pl.DataFrame | pl.LazyFrame, skew_tolerance: timedelta
     return (
         silver.lazy()
         .filter((pl.col("time_source") == "device") & (lateness > skew_tolerance))
-        .select("tenant_id", *_MESSAGE_KEY, "event_date", "event_time", "ingest_time")
+        .select("tenant_id", *_MESSAGE_KEY, "event_date", "event_hour", "event_time", "ingest_time")
         .unique(_MESSAGE_KEY, keep="first")
         .with_columns(
             ingest_date=pl.col("ingest_time").dt.date(),
@@ -45,14 +45,14 @@ def late_data_ledger(
     device_events: pl.DataFrame | pl.LazyFrame,
     skew_tolerance: timedelta,
 ) -> pl.DataFrame:
-    """The ledger rows of the given silver rows: per device, table, event day, arrival day."""
+    """The ledger rows of the given silver rows: per device, table, event hour, arrival day."""
     per_table = [
         late_messages(rows, skew_tolerance).with_columns(table=pl.lit(name))
         for name, rows in ((TELEMETRY.name, telemetry), (DEVICE_EVENTS.name, device_events))
     ]
     ledger = (
         pl.concat(per_table)
-        .group_by("tenant_id", "device_id", "table", "event_date", "ingest_date")
+        .group_by("tenant_id", "device_id", "table", "event_date", "event_hour", "ingest_date")
         .agg(
             late_messages=pl.len().cast(pl.Int64),
             first_event_time=pl.col("event_time").min(),

@@ -4,7 +4,9 @@ This is the whole of what the telemetry and device_events assets do, kept here s
 backfill, a replay after a decoder fix and a test all run it without Dagster: read every
 raw row that can belong to the window (`EventWindow.raw_ingest_filter`), decode them
 together (so duplicates across raw commits are removed), keep the rows whose event date is
-in the window, and overwrite exactly that window in one Delta commit.
+in the window, and overwrite exactly that window in one Delta commit. A window of some hours
+of a day (what the sensor requests for new data) reads raw from just before its first hour
+and overwrites those hour partitions only.
 
 "Together" means per device: a large window is split into device shards
 (`iot_lake.shards`), decoded one at a time and streamed into that one commit, so memory is
@@ -116,7 +118,7 @@ def decode_window(
         max_lateness=rules.max_lateness,
         max_payload_bytes=rules.max_payload_bytes,
     )
-    return decoded.filter(window.contains("event_date"))
+    return decoded.filter(window.contains("event_date", spec.hour_column))
 
 
 def rebuild_silver(
@@ -164,6 +166,9 @@ def overwrite_in_shards(
 ) -> Rebuilt:
     """Overwrite exactly the window of a table with shards of rows, in one fenced commit.
 
+    A window of some hours overwrites those hours of the table's hour column only: whole
+    partitions where the table is partitioned by hour, else the rows of those hours.
+
     `open_shards` opens a fresh stream of the window's rows, one shard at a time (a window
     small enough is one shard): the shards are streamed into the commit, so memory holds
     one of them. The table version is taken before the inputs are read and the overwrite is
@@ -181,7 +186,10 @@ def overwrite_in_shards(
             )
             try:
                 version = lake.replace_partition(
-                    spec, rows, window.predicate(date_column), read_version=read_version
+                    spec,
+                    rows,
+                    window.predicate(date_column, spec.hour_column),
+                    read_version=read_version,
                 )
             except CommitFailedError:
                 if attempt >= max_attempts:

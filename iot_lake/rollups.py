@@ -270,7 +270,10 @@ def _decode(
     bucket_start = (slot * width_us).cast(pl.Datetime("us", "UTC"))
     return (
         grouped.with_columns(**columns, bucket_start=bucket_start)
-        .with_columns(bucket_date=pl.col("bucket_start").dt.date())
+        .with_columns(
+            bucket_date=pl.col("bucket_start").dt.date(),
+            bucket_hour=pl.col("bucket_start").dt.hour(),
+        )
         .select(pl.col(name).cast(dtype) for name, dtype in ROLLUP_SCHEMA.items())
     )
 

@@ -132,9 +132,9 @@ def event_dates_touched(
     max_lateness: timedelta | None = None,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> pl.DataFrame:
-    """Which event_date partitions of telemetry and device_events some raw rows land in.
+    """Which event_date and event_hour partitions of telemetry and device_events raw rows land in.
 
-    One row per (table, event_date, tenant_id, device_id) with the number of unique
+    One row per (table, event_date, event_hour, tenant_id, device_id) with the number of unique
     messages, their ingest span and lateness (ingest_time - event_time; negative when a
     device clock runs ahead within the tolerance). Run over the rows of new raw commits,
     it says which partitions to recompute and feeds the late-data ledger.
@@ -151,7 +151,7 @@ def event_dates_touched(
         .otherwise(pl.lit(DEVICE_EVENTS.name))
     )
     return (
-        timed.group_by(table.alias("table"), "event_date", "tenant_id", "device_id")
+        timed.group_by(table.alias("table"), "event_date", "event_hour", "tenant_id", "device_id")
         .agg(
             messages=pl.len().cast(pl.Int64),
             first_ingest_time=pl.col("ingest_time").min(),
@@ -159,7 +159,7 @@ def event_dates_touched(
             max_lateness=lateness.max(),
             mean_lateness=lateness.mean(),
         )
-        .sort("table", "event_date", "tenant_id", "device_id")
+        .sort("table", "event_date", "event_hour", "tenant_id", "device_id")
         .collect()
     )
 
@@ -260,7 +260,10 @@ def with_event_time(
             .otherwise(pl.col("ingest_time")),
             time_source=pl.when(trusted).then(pl.lit("device")).otherwise(pl.lit("ingest")),
         )
-        .with_columns(event_date=pl.col("event_time").dt.date())
+        .with_columns(
+            event_date=pl.col("event_time").dt.date(),
+            event_hour=pl.col("event_time").dt.hour(),
+        )
     )
 
 

@@ -2,12 +2,14 @@
 
 The cursor is the last raw Delta version seen. Each tick reads the rows of the commits
 since then (the files their add actions list, see iot_lake.changes), works out which
-event days of telemetry and device_events those rows belong to, and requests a run per
-day of those silver tables and of the gold tables built from them (the rollups of the same
-day, `GOLD_AFTER`), in one run so each level reads the one below it freshly written. Late
-data (a device flushing a buffer from days ago) thus recomputes exactly the old days it
-touches. Run keys carry the version range, so a tick that is evaluated again
-after a failure to store its cursor requests nothing twice.
+event days and hours of telemetry and device_events those rows belong to, and requests a
+run per day of those silver tables and of the gold tables built from them (the rollups of
+the same day, `GOLD_AFTER`), in one run so each level reads the one below it freshly
+written. The run's tag names the hours touched, and tables with an hour column rebuild
+only those: an hour of new data costs an hour, not the day (contract 5). Late data (a
+device flushing a buffer from days ago) thus recomputes exactly the old hours it touches.
+Run keys carry the version range, so a tick that is evaluated again after a failure to
+store its cursor requests nothing twice.
 
 Baselines are not requested here: the baseline as of D also reads the `window_days - 1`
 days before D, so a late reading on D changes the baselines of D .. D+6, and requesting
@@ -27,7 +29,7 @@ import dagster as dg
 import polars as pl
 
 from assets.jobs import GOLD_AFTER, event_day_job
-from assets.partitions import event_date_partitions
+from assets.partitions import EVENT_HOURS_TAG, event_date_partitions, hours_tag, parse_hours
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.changes import files_added_since, read_added
 from iot_lake.silver import event_dates_touched
@@ -86,10 +88,16 @@ def raw_landing_sensor(
 def event_day_run_requests(
     context: dg.SensorEvaluationContext, touched: pl.DataFrame, versions: str
 ) -> list[dg.RunRequest]:
-    """One run per touched event day: the silver tables with new rows, then their gold tables."""
+    """One run per touched event day: the silver tables with new rows, then their gold tables.
+
+    The run's EVENT_HOURS_TAG names the hours of the day the new rows touched, so it rebuilds
+    those hours only (rollup_1d and baselines: their whole day, from the hours below).
+    """
     tables_by_day: dict[date, set[str]] = defaultdict(set)
-    for table, day in touched.select("table", "event_date").unique().iter_rows():
+    hours_by_day: dict[date, set[int]] = defaultdict(set)
+    for table, day, hour in touched.select("table", "event_date", "event_hour").iter_rows():
         tables_by_day[day].add(table)
+        hours_by_day[day].add(hour)
     requests = []
     for day, tables in sorted(tables_by_day.items()):
         key = day.isoformat()
@@ -97,7 +105,8 @@ def event_day_run_requests(
             context.log.warning(f"raw versions {versions} touch {key}, outside the partitions")
             continue
         selection = day_selection(tables)
-        if set(selection) <= queued_selection(context.instance, key):
+        hours = hours_by_day[day]
+        if queued_runs_cover(context.instance, key, set(selection), hours):
             context.log.info(f"{key}: a queued run already covers raw versions {versions}")
             continue
         requests.append(
@@ -105,19 +114,21 @@ def event_day_run_requests(
                 run_key=f"{RAW_TELEMETRY.name}@{versions}:{key}",
                 partition_key=key,
                 asset_selection=selection,
-                tags={"iot_lake/raw_versions": versions},
+                tags={"iot_lake/raw_versions": versions, EVENT_HOURS_TAG: hours_tag(hours)},
             )
         )
     return requests
 
 
-def queued_selection(instance: dg.DagsterInstance, partition_key: str) -> set[dg.AssetKey]:
-    """The assets that runs of the day, queued and not started yet, will rebuild.
+def queued_runs_cover(
+    instance: dg.DagsterInstance, partition_key: str, selection: set[dg.AssetKey], hours: set[int]
+) -> bool:
+    """Whether one run of the day, queued and not started yet, rebuilds these assets and hours.
 
     Such a run reads raw as it is when it starts, so new raw rows of that day need no run
     of their own. Without this a busy day queued a run per sensor tick (30 s) while each
     run took minutes on 2 cores, and the queue never drained. A run that has started may
-    have read raw already, so it does not count.
+    have read raw already, so it does not count; nor does one of other hours.
     """
     runs = instance.get_runs(
         filters=dg.RunsFilter(
@@ -126,7 +137,12 @@ def queued_selection(instance: dg.DagsterInstance, partition_key: str) -> set[dg
             tags={"dagster/partition": partition_key},
         )
     )
-    return {key for run in runs for key in (run.asset_selection or ())}
+    for run in runs:
+        tag = run.tags.get(EVENT_HOURS_TAG)
+        run_hours = set(range(24)) if tag is None else set(parse_hours(tag))
+        if selection <= set(run.asset_selection or ()) and hours <= run_hours:
+            return True
+    return False
 
 
 def day_selection(silver_tables: set[str]) -> list[dg.AssetKey]:

@@ -9,15 +9,19 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
 from assets.baselines import device_baselines
 from assets.jobs import GOLD_AFTER
+from assets.late_data import late_data_ledger
+from assets.partitions import EVENT_HOURS_TAG
 from assets.rollups import rollup_1d, rollup_1h, rollup_1m
 from assets.telemetry import telemetry
 from iot_lake.catalog import (
     DEVICE_BASELINES,
+    LATE_DATA_LEDGER,
     RAW_TELEMETRY,
     ROLLUP_1D,
     ROLLUP_1H,
@@ -32,10 +36,12 @@ from sensors.raw_landing import raw_landing_sensor
 from tests.dagster.conftest import (
     DAY_1,
     DAY_3,
+    EPOCH,
     LandedRaw,
     land,
     late_readings,
     run_sensor_request,
+    simulated_days,
 )
 from tests.iot_lake.test_rollups import assert_within_rounding
 
@@ -244,3 +250,59 @@ def test_baseline_window_comes_from_run_config(silver_lake, instance):
         .sort("device_id", "metric")
     )
     assert_frame_equal(rows(lake, DEVICE_BASELINES, day_2).select(expected.columns), expected)
+
+
+def hour_files(lake: Lake, spec: TableSpec, day: date) -> dict[str, int]:
+    """The table's data files of a day and the hour each holds (from its partition values)."""
+    actions = pl.from_arrow(pa.table(lake.open(spec).get_add_actions(flatten=True)))
+    assert isinstance(actions, pl.DataFrame)
+    date_column, hour_column = (f"partition.{name}" for name in spec.partition_by)
+    of_day = actions.filter(pl.col(date_column).cast(pl.Date) == day)
+    hours = of_day.get_column(hour_column).cast(pl.Int64)
+    return dict(zip(of_day.get_column("path").to_list(), hours.to_list(), strict=True))
+
+
+def test_a_sensor_run_rebuilds_only_the_touched_hours_and_equals_a_whole_day(silver_lake, instance):
+    lake = silver_lake.lake()
+    day_assets = [telemetry, late_data_ledger, rollup_1m, rollup_1h, rollup_1d]
+    materialize(silver_lake, instance, day_assets, partition_key=DAYS[0])
+    by_hour = [TELEMETRY, ROLLUP_1M]
+    files_before = {spec.name: hour_files(lake, spec, DAY_1.date()) for spec in by_hour}
+    cursor = lake.open(RAW_TELEMETRY).version()
+    # Two days later: a flush of readings taken 10:30-11:39 on day one, and a redelivered
+    # copy of day one's first reading, which must not count twice.
+    day_1, _ = simulated_days()
+    first = next(message for message in day_1 if message.kind == "telemetry")
+    first_hour = (EPOCH + timedelta(milliseconds=first.sim_ms)).hour
+    assert first_hour not in (10, 11)
+    touched = {first_hour, 10, 11}
+    first_hour_rows = rows(lake, TELEMETRY, DAY_1.date()).filter(pl.col("event_hour") == first_hour)
+    land(lake, [*late_readings("env-late-1", 70, DAY_1 + timedelta(hours=10.5)), first], 3, DAY_3)
+
+    context = dg.build_sensor_context(
+        instance=instance, cursor=str(cursor), resources={"lake": silver_lake}
+    )
+    (request,) = raw_landing_sensor(context).run_requests
+    assert request.tags[EVENT_HOURS_TAG] == ",".join(map(str, sorted(touched)))
+    run_sensor_request(silver_lake, instance, request)
+
+    for spec in by_hour:
+        after = hour_files(lake, spec, DAY_1.date())
+        before = files_before[spec.name]
+        kept = {path: hour for path, hour in before.items() if path in after}
+        # Every file of an untouched hour is still there; no file of a touched hour is.
+        assert set(kept.values()) == set(before.values()) - touched, spec.name
+        assert len(kept) == sum(hour not in touched for hour in before.values()), spec.name
+    telemetry_day = rows(lake, TELEMETRY, DAY_1.date())
+    assert_frame_equal(telemetry_day.filter(pl.col("event_hour") == first_hour), first_hour_rows)
+    assert telemetry_day.filter(pl.col("device_id") == "env-late-1").height == 140
+    specs = [TELEMETRY, LATE_DATA_LEDGER, *ROLLUPS]
+    by_hours = {spec.name: rows(lake, spec, DAY_1.date()) for spec in specs}
+    late_rows = by_hours[LATE_DATA_LEDGER.name].filter(pl.col("device_id") == "env-late-1")
+    assert late_rows["late_messages"].sum() == 70
+    assert late_rows["event_hour"].to_list() == [10, 11]
+
+    # The same day rebuilt whole (a backfill: no hours tag) has exactly the same content.
+    materialize(silver_lake, instance, day_assets, partition_key=DAYS[0])
+    for spec in specs:
+        assert_frame_equal(rows(lake, spec, DAY_1.date()), by_hours[spec.name])

@@ -6,8 +6,10 @@ from datetime import timedelta
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from assets.jobs import GOLD_AFTER
+from assets.partitions import EVENT_HOURS_TAG, parse_hours
 from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY
 from iot_lake.lake import Lake
 from iot_lake.settings import Settings
@@ -134,3 +136,43 @@ def test_a_day_with_a_queued_run_is_not_requested_again(instance, lake_resource,
         day: tables for day, tables in requested(first).items() if day != queued_day.partition_key
     }
     assert again.cursor == first.cursor
+
+
+def decoded_hours(raw: pl.DataFrame) -> dict[str, str]:
+    """The event hours each day gets rows in (decoding the raw rows in full), as run tags."""
+    rows = pl.concat(
+        decode(raw, SKEW, max_lateness=LATENESS).select("event_date", "event_hour")
+        for decode in (decode_telemetry, decode_device_events)
+    )
+    per_day = rows.group_by("event_date").agg(pl.col("event_hour").unique().sort())
+    return {day.isoformat(): ",".join(map(str, hours)) for day, hours in per_day.iter_rows()}
+
+
+def test_runs_name_the_touched_hours_and_a_queued_run_covers_only_its_own(
+    instance, lake_resource, landed_raw
+):
+    job = definitions_for(lake_resource).resolve_job_def("event_day_job")
+    first = evaluate(instance, lake_resource, cursor=None)
+    tags = {request.partition_key: request.tags[EVENT_HOURS_TAG] for request in first.run_requests}
+    assert tags == decoded_hours(lake_resource.lake().read(RAW_TELEMETRY))
+    day = first.run_requests[0]
+    hours = parse_hours(day.tags[EVENT_HOURS_TAG])
+    assert len(hours) > 1
+    # A run of the day queued for its first hour only does not cover the other hours.
+    instance.create_run_for_job(
+        job_def=job,
+        status=dg.DagsterRunStatus.NOT_STARTED,
+        tags={"dagster/partition": day.partition_key, EVENT_HOURS_TAG: str(hours[0])},
+        asset_selection=frozenset(day.asset_selection),
+    )
+
+    again = evaluate(instance, lake_resource, cursor=None)
+
+    assert requested(again) == requested(first)
+
+
+def test_a_malformed_hours_tag_is_refused_with_the_expected_form():
+    with pytest.raises(ValueError, match="expected UTC hours 0-23 separated by commas"):
+        parse_hours("22;23")
+    with pytest.raises(ValueError, match="iot_lake/event_hours='24'"):
+        parse_hours("24")

@@ -26,7 +26,11 @@ def silver_rows(spec, rows):
             "time_source": pl.String,
         },
         orient="row",
-    ).with_columns(tenant_id=pl.lit("acme"), event_date=pl.col("event_time").dt.date())
+    ).with_columns(
+        tenant_id=pl.lit("acme"),
+        event_date=pl.col("event_time").dt.date(),
+        event_hour=pl.col("event_time").dt.hour(),
+    )
     missing = [name for name in spec.column_names if name not in frame.columns]
     return conform(frame.with_columns(pl.lit(None).alias(name) for name in missing), spec)
 

@@ -68,3 +68,46 @@ def test_a_dagster_time_window_becomes_whole_days():
 def test_windows_that_are_not_whole_days_are_refused(start, end):
     with pytest.raises(ValueError, match="event window"):
         EventWindow.from_datetimes(start, end)
+
+
+def test_an_hour_window_reads_raw_from_its_first_hour_and_names_its_hours():
+    window = EventWindow.hours_of(DAY, [23, 22, 23])
+    late = timedelta(hours=2)
+
+    assert window.hours == (22, 23)
+    assert window.label == "2026-11-05 hours 22,23 UTC"
+    assert window.raw_ingest_span(SKEW, late) == (
+        datetime(2026, 11, 5, 21, 55, tzinfo=UTC),
+        datetime(2026, 11, 6, 2, 0, tzinfo=UTC),
+    )
+    assert window.predicate("event_date", "event_hour") == (
+        "event_date >= '2026-11-05' AND event_date < '2026-11-06' AND event_hour IN (22, 23)"
+    )
+    assert window.partition_filters("event_date", "event_hour")[-1] == (
+        "event_hour",
+        "in",
+        ["22", "23"],
+    )
+    rows = pl.DataFrame(
+        {"event_date": [DAY, DAY, DAY + timedelta(days=1)], "event_hour": [21, 22, 22]}
+    )
+    assert rows.filter(window.contains("event_date", "event_hour")).height == 1
+    # A table rebuilt only by whole days has no hour column to pick hours by.
+    with pytest.raises(ValueError, match="no hour column"):
+        window.predicate("bucket_date")
+    assert window.whole_days() == EventWindow.day(DAY)
+    assert EventWindow.hours_of(DAY, range(24)) == EventWindow.day(DAY)
+
+
+@pytest.mark.parametrize(
+    ("end", "hours", "message"),
+    [
+        (DAY + timedelta(days=2), (1,), "one-day window"),
+        (DAY + timedelta(days=1), (), "distinct and sorted"),
+        (DAY + timedelta(days=1), (3, 2), "distinct and sorted"),
+        (DAY + timedelta(days=1), (24,), "0 to 23"),
+    ],
+)
+def test_bad_hours_are_refused(end, hours, message):
+    with pytest.raises(ValueError, match=message):
+        EventWindow(DAY, end, hours)

@@ -202,6 +202,7 @@ def test_freshness_measures_a_closed_day_against_its_end_and_today_against_now(t
         "reported_value": 21.0,
         "event_time": newest,
         "event_date": DAY,
+        "event_hour": newest.hour,
         "device_time": newest,
         "ingest_time": newest,
         "time_source": "device",

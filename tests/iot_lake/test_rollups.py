@@ -59,14 +59,24 @@ def telemetry(rows: Sequence[tuple[str, str, str, str | None, str, float]]) -> p
     )
 
 
+# The rollup columns the hand-written rows spell out: bucket_hour follows from bucket_start.
+WRITTEN_OUT = [name for name in ROLLUP_SCHEMA if name != "bucket_hour"]
+
+
 def rollup(rows: list[tuple]) -> pl.DataFrame:
     """A rollup frame in the catalog schema from rows written out column by column."""
-    frame = pl.DataFrame(rows, schema=list(ROLLUP_SCHEMA), orient="row")
-    return frame.with_columns(
-        pl.col(c).str.to_datetime(time_unit="us", time_zone="UTC")
-        for c in ("bucket_start", "first_time", "last_time")
-    ).with_columns(
-        bucket_date=pl.col("bucket_start").dt.date(), count=pl.col("count").cast(pl.Int64)
+    frame = pl.DataFrame(rows, schema=WRITTEN_OUT, orient="row")
+    return (
+        frame.with_columns(
+            pl.col(c).str.to_datetime(time_unit="us", time_zone="UTC")
+            for c in ("bucket_start", "first_time", "last_time")
+        )
+        .with_columns(
+            bucket_date=pl.col("bucket_start").dt.date(),
+            bucket_hour=pl.col("bucket_start").dt.hour(),
+            count=pl.col("count").cast(pl.Int64),
+        )
+        .select(ROLLUP_SCHEMA.names())
     )
 
 
@@ -219,7 +229,9 @@ def naive(readings: pl.DataFrame, bucket_of: Callable[[datetime], datetime]) -> 
              math.fsum(v * v for v in values), exact_m2(values), min(values), max(values),
              first[1], first[0], last[1], last[0], mean, stddev)
         )  # fmt: skip
-    return pl.DataFrame(out, schema=[*ROLLUP_SCHEMA, "mean", "stddev"], orient="row").cast(
+    frame = pl.DataFrame(out, schema=[*WRITTEN_OUT, "mean", "stddev"], orient="row")
+    with_hour = frame.with_columns(bucket_hour=pl.col("bucket_start").dt.hour().cast(pl.Int8))
+    return with_hour.select(*ROLLUP_SCHEMA.names(), "mean", "stddev").cast(
         ROLLUP_SCHEMA  # type: ignore[arg-type]
     )
 

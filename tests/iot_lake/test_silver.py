@@ -46,7 +46,9 @@ def at(pair, ingest):
 
 
 def expected(spec, rows):
-    return pl.DataFrame(rows, schema=empty_frame(spec).schema)
+    """Rows in the table's schema; event_hour follows each row's event_time."""
+    hours = [{**row, "event_hour": row["event_time"].hour} for row in rows]
+    return pl.DataFrame(hours, schema=empty_frame(spec).schema)
 
 
 def reading(**columns):
@@ -400,6 +402,7 @@ def test_event_dates_touched():
                 date(2026, 11, 2),
                 date(2026, 11, 2),
             ],
+            "event_hour": [0, 23, 0, 0],
             "tenant_id": ["acme"] * 4,
             "device_id": ["env-1", "env-1", "env-1", "env-2"],
             "messages": [1, 2, 1, 1],
@@ -418,6 +421,7 @@ def test_event_dates_touched():
             "last_ingest_time": pl.Datetime("us", "UTC"),
             "max_lateness": pl.Duration("us"),
             "mean_lateness": pl.Duration("us"),
+            "event_hour": pl.Int8,
         },
     )
     assert_frame_equal(event_dates_touched(raw, timedelta(days=2)), want)
