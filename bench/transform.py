@@ -61,7 +61,7 @@ import pyarrow as pa
 from report import figure, note, print_load, run_and_exit
 
 from iot_lake.catalog import DEVICE_EVENTS, ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY
-from iot_lake.gold import rollup_1m_window
+from iot_lake.gold import ROLLUP_SHARD_ROWS, rollup_shards
 from iot_lake.lake import Lake
 from iot_lake.partitions import EventWindow
 from iot_lake.rebuild import SILVER_DECODERS
@@ -403,9 +403,10 @@ FROM buckets
 def duckdb_child(lake_root: str, out_root: str, result_path: str) -> None:
     """The 1-minute rollup of the day as one DuckDB query, read from and written to Delta.
 
-    Our compute alone (`rollup_1m_window`: read telemetry, aggregate, no commit) is timed
-    in the same process after it, for the compute-only comparison; DuckDB goes first so
-    the RSS sampled while it runs is its own. Both read telemetry the day run just wrote.
+    Our compute alone (`rollup_shards`, as the asset runs it: read telemetry, aggregate in
+    device shards, no commit) is timed in the same process after it, for the compute-only
+    comparison; DuckDB goes first so the RSS sampled while it runs is its own. Both read
+    telemetry the day run just wrote.
     """
     stdout_to_stderr()
     lake, window = Lake(lake_root), EventWindow.day(DAY)
@@ -424,18 +425,25 @@ def duckdb_child(lake_root: str, out_root: str, result_path: str) -> None:
     Lake(out_root).replace_partition(ROLLUP_1M, rollup, window.predicate("bucket_date"))
     seconds, ended_at = time.perf_counter() - started, time.time()
     con.close()
+    readings = int(np.sum(rollup.column("count").to_numpy()))
+    rows = rollup.num_rows
+    del rollup
     started = time.perf_counter()
-    ours = rollup_1m_window(lake, window)
+    our_rows = our_readings = 0
+    with rollup_shards(lake, ROLLUP_1M, window, ROLLUP_SHARD_ROWS[ROLLUP_1M.name]) as shards:
+        for shard in shards:
+            our_rows += shard.height
+            our_readings += int(shard.get_column("count").sum())
     result = {
         "seconds": seconds,
         "compute_seconds": compute_seconds,
         "started_at": started_at,
         "ended_at": ended_at,
         "our_compute_seconds": time.perf_counter() - started,
-        "rows": rollup.num_rows,
-        "readings": int(np.sum(rollup.column("count").to_numpy())),
-        "our_rows": ours.height,
-        "our_readings": int(ours.get_column("count").sum()),
+        "rows": rows,
+        "readings": readings,
+        "our_rows": our_rows,
+        "our_readings": our_readings,
         "max_rss_bytes": own_peak_rss(),
     }
     Path(result_path).write_text(json.dumps(result))

@@ -66,11 +66,6 @@ def _window_partitions(
     return window.partition_filters(DATE_COLUMN[spec.name], by_hour)
 
 
-def rollup_1m_window(lake: Lake, window: EventWindow) -> pl.DataFrame:
-    """The 1-minute rollup of the window's days, from their telemetry partitions."""
-    return rollup_1m(read_window(lake, TELEMETRY, window))
-
-
 def baselines_window(
     lake: Lake,
     window: EventWindow,

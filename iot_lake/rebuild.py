@@ -29,7 +29,7 @@ from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY, TableSpec
 from iot_lake.lake import Lake
 from iot_lake.maintenance import first_retained_raw_day
 from iot_lake.partitions import EventWindow
-from iot_lake.shards import SHARD_MESSAGES, in_device_shards
+from iot_lake.shards import SHARD_MESSAGES, in_device_shards, prefetched
 from iot_lake.silver import (
     DECODER_COLUMNS,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -171,9 +171,10 @@ def overwrite_in_shards(
 
     `open_shards` opens a fresh stream of the window's rows, one shard at a time (a window
     small enough is one shard): the shards are streamed into the commit, so memory holds
-    one of them. The table version is taken before the inputs are read and the overwrite is
-    committed against it: when another run rewrote the window meanwhile, the commit fails
-    and the window is recomputed from the newer inputs, never written from stale ones.
+    two of them (the next is computed while one is written: `prefetched`). The table
+    version is taken before the inputs are read and the overwrite is committed against it:
+    when another run rewrote the window meanwhile, the commit fails and the window is
+    recomputed from the newer inputs, never written from stale ones.
     """
     attempt = 0
     while True:
@@ -182,7 +183,7 @@ def overwrite_in_shards(
         with open_shards() as shards:
             written = _Written(sample_rows, empty_frame(spec))
             rows = pa.RecordBatchReader.from_batches(
-                empty_frame(spec).to_arrow().schema, _batches(shards, written)
+                empty_frame(spec).to_arrow().schema, _batches(prefetched(shards), written)
             )
             try:
                 version = lake.replace_partition(

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import math
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
+from queue import Empty, Queue
+from typing import TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -29,6 +32,8 @@ import pyarrow.ipc as ipc
 # (measured 5.0 GB for a one-shard day of 2.0M messages), so 8 GB holds a shard with room.
 SHARD_MESSAGES = 1_000_000
 _SHARD = "__shard"
+
+T = TypeVar("T")
 
 
 def shard_count(messages: int, per_shard: int = SHARD_MESSAGES) -> int:
@@ -85,3 +90,44 @@ def in_device_shards(
         return
     with device_shards(dataset.to_batches(columns=list(columns), filter=rows), shards) as paths:
         yield (part(pl.scan_ipc(path)) for path in paths)
+
+
+def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """The items of an iterator, each computed in a background thread up to `depth` ahead.
+
+    A rebuild's writer (delta-rs, whose Parquet encoding of a stream runs on one core) then
+    writes shard k while shard k+1 is decoded or rolled up (DuckDB and polars, native code
+    that releases the GIL), so both cores work instead of taking turns. Memory grows by the
+    `depth` results held. An error in the producer is raised here, in order. When the
+    consumer stops early, the producer stops after its current item and is waited for, so
+    nothing it reads (a shard file in a scratch directory) is removed from under it.
+    """
+    queue: Queue[tuple[str, object]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                queue.put(("item", item))
+                if stop.is_set():
+                    return
+            queue.put(("end", None))
+        except BaseException as error:  # handed to the consumer, who raises it
+            queue.put(("error", error))
+
+    thread = threading.Thread(target=produce, name="shard-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                assert isinstance(value, BaseException)
+                raise value
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        while thread.is_alive():  # make room for the producer's last put, then wait for it
+            with suppress(Empty):
+                queue.get(timeout=0.05)

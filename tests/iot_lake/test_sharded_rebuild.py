@@ -1,7 +1,12 @@
-"""A rebuild split into device shards writes exactly what a one-shard rebuild writes."""
+"""A rebuild split into device shards writes exactly what a one-shard rebuild writes.
+
+The shards are computed one ahead of the writer (`prefetched`), so these rebuilds run
+that overlap too.
+"""
 
 from __future__ import annotations
 
+import threading
 from datetime import date, timedelta
 
 import polars as pl
@@ -24,7 +29,7 @@ from iot_lake.lake import Lake
 from iot_lake.partitions import EventWindow
 from iot_lake.rebuild import SilverRules, rebuild_silver
 from iot_lake.rollups import rollup_1m
-from iot_lake.shards import device_shards, shard_count
+from iot_lake.shards import device_shards, prefetched, shard_count
 from iot_lake.silver import DECODER_COLUMNS
 from streaming.batch import RawBatch
 from streaming.simulator.fleet import Fleet, FleetSpec, SimMessage
@@ -143,3 +148,29 @@ def test_rollups_in_device_shards_write_the_same_tables_as_one_shard(tmp_path, m
     direct = rollup_1m(whole.read(TELEMETRY)).sort(*ROLLUP_1M.key_columns)
     assert_frame_equal(table_rows(whole, ROLLUP_1M), direct, check_exact=True)
     assert shard_count(whole.read(ROLLUP_1M).height, SMALL_SHARDS // 4) > 4  # 1h was sharded
+
+
+def test_prefetched_keeps_order_raises_errors_and_stops_with_its_consumer():
+    assert list(prefetched(iter(range(5)))) == [0, 1, 2, 3, 4]
+
+    def failing():
+        yield 1
+        raise RuntimeError("shard 2 failed to decode")
+
+    items = prefetched(failing())
+    assert next(items) == 1
+    with pytest.raises(RuntimeError, match="shard 2 failed to decode"):
+        next(items)
+
+    produced: list[int] = []
+
+    def counting():
+        for index in range(100):
+            produced.append(index)
+            yield index
+
+    items = prefetched(counting())
+    assert next(items) == 0
+    items.close()  # the writer failed: the producer stops after the item in hand
+    assert len(produced) <= 3  # the one taken, the one queued, the one being put
+    assert not any(thread.name == "shard-prefetch" for thread in threading.enumerate())
