@@ -14,11 +14,17 @@ def rebuilt_result(
 ) -> dg.MaterializeResult:
     """Row count, window, Delta version and a preview: what an engineer checks after a run.
 
-    `extra` adds what else decided the content (a baseline's window length, say).
+    The row count is the partition's (the whole day's) also when the run rewrote some hours
+    of it, whose rows are `rows_rewritten`. `extra` adds what else decided the content (a
+    baseline's window length, say).
     """
+    rewritten = {}
+    if rebuilt.window.hours is not None:
+        rewritten = {"rows_rewritten": dg.MetadataValue.int(rebuilt.rows)}
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": dg.MetadataValue.int(rebuilt.rows),
+            "dagster/row_count": dg.MetadataValue.int(rebuilt.day_rows),
+            **rewritten,
             "event_date_window": dg.MetadataValue.text(rebuilt.window.label),
             "delta_version": dg.MetadataValue.int(rebuilt.delta_version),
             "table_uri": dg.MetadataValue.path(table_uri),

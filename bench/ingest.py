@@ -51,7 +51,7 @@ import polars as pl
 import psutil
 import pyarrow.compute as pc
 from deltalake import write_deltalake
-from report import figure, note, print_load, run_and_exit
+from report import figure, note, own_peak_rss, print_load, run_and_exit
 
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.lake import Lake
@@ -280,22 +280,6 @@ def soak_child(path: str, lake_root: str, max_records: int, result_path: str) ->
         "max_rss_bytes": own_peak_rss(),
     }
     Path(result_path).write_text(json.dumps(result))
-
-
-def own_peak_rss() -> int:
-    """This process's peak RSS in bytes since its last exec (VmHWM), 0 where unknown.
-
-    Not `getrusage(...).ru_maxrss`: Linux keeps the largest RSS across fork and exec, so a
-    spawned child would report its parent's peak (here 1.4 GB from the polars limit run).
-    """
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024  # kB
-    return 0
 
 
 def sample_rss(process: BaseProcess) -> list[int]:

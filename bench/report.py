@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -29,6 +30,22 @@ def print_load(when: str) -> None:
     one, five, _ = os.getloadavg()
     cpus = os.cpu_count()
     print(f"# load {when}: {one:.2f} (1 min), {five:.2f} (5 min) on {cpus} cpus", flush=True)
+
+
+def own_peak_rss() -> int:
+    """This process's peak RSS in bytes since its last exec (VmHWM), 0 where unknown.
+
+    Not `getrusage(...).ru_maxrss`: Linux keeps the largest RSS across fork and exec, so a
+    spawned child would report its parent's peak.
+    """
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024  # kB
+    return 0
 
 
 def run_and_exit(main: Callable[[], int]) -> NoReturn:

@@ -58,7 +58,7 @@ import duckdb
 import numpy as np
 import psutil
 import pyarrow as pa
-from report import figure, note, print_load, run_and_exit
+from report import figure, note, own_peak_rss, print_load, run_and_exit
 
 from iot_lake.catalog import DEVICE_EVENTS, ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY
 from iot_lake.gold import ROLLUP_SHARD_ROWS, rollup_shards
@@ -180,21 +180,6 @@ def batch_starts(per_batch: int, last_hour: int) -> list[int]:
 
 
 # --- child processes ----------------------------------------------------------------------
-
-
-def own_peak_rss() -> int:
-    """This process's peak RSS in bytes since its exec (VmHWM), 0 where unknown.
-
-    Not `getrusage(...).ru_maxrss`: Linux carries the parent's peak across fork and exec.
-    """
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024  # kB
-    return 0
 
 
 def stdout_to_stderr() -> None:

@@ -221,15 +221,11 @@ def validate_in_shards(
 def validate_day(
     lake: Lake,
     spec: TableSpec,
-    day: date | EventWindow,
+    window: EventWindow,
     range_mostly: float = DEFAULT_RANGE_MOSTLY,
     max_rows: int = DEFAULT_MAX_ROWS,
 ) -> Validation:
-    """Run a table's suite against one event-day partition, reading only the columns it needs.
-
-    `day` may be a window of some hours of one day: those hours are validated.
-    """
-    window = day if isinstance(day, EventWindow) else EventWindow.day(day)
+    """Run a table's suite against one event day, or some hours of it, on the columns it needs."""
     frame = read_window(lake, spec, window).select(columns_for(spec)).collect()
     return validate_in_shards(spec, frame, window.start, range_mostly, max_rows)
 
@@ -245,7 +241,7 @@ def validate_window(
     """
     if window.hours is not None and spec.hour_column is not None:
         return [validate_day(lake, spec, window, range_mostly)]
-    return [validate_day(lake, spec, day, range_mostly) for day in window.days()]
+    return [validate_day(lake, spec, EventWindow.day(day), range_mostly) for day in window.days()]
 
 
 @dataclass(frozen=True)

@@ -92,13 +92,18 @@ def check_raw_retained(window: EventWindow, rules: SilverRules, today: date) -> 
 
 @dataclass(frozen=True)
 class Rebuilt:
-    """What one rebuild wrote: rows in the window, the Delta version, a few sample rows."""
+    """What one rebuild wrote: rows in the window, the Delta version, a few sample rows.
+
+    `day_rows` counts the rows of the window's whole days after the commit: `rows` when the
+    rebuild covered whole days, more when it rewrote some hours of a day.
+    """
 
     table: str
     window: EventWindow
     rows: int
     delta_version: int
     sample: pl.DataFrame
+    day_rows: int
 
 
 def raw_rows_for(lake: Lake, window: EventWindow, rules: SilverRules) -> pl.LazyFrame:
@@ -196,7 +201,11 @@ def overwrite_in_shards(
                 if attempt >= max_attempts:
                     raise
                 continue
-        return Rebuilt(spec.name, window, written.rows, version, written.sample)
+        day_rows = written.rows
+        if window.hours is not None:  # the other hours' rows, from the Parquet footers
+            days = window.whole_days().partition_filters(date_column)
+            day_rows = lake.dataset(spec, days).count_rows()
+        return Rebuilt(spec.name, window, written.rows, version, written.sample, day_rows)
 
 
 @contextmanager

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
@@ -79,3 +83,28 @@ def raw_rows(first: int, count: int, day: date = date(2026, 11, 1)) -> pa.Table:
         ],
         schema=RAW_TELEMETRY.schema,
     )
+
+
+# A benchmark's figure line, `name: value unit` (as bench/report.py's `figure` prints it).
+FIGURE = re.compile(r"^(?P<name>[a-z0-9_]+): (?P<value>-?[0-9.]+) (?P<unit>\S+)$")
+
+
+def run_bench(
+    script: Path, *args: str, timeout_s: float
+) -> tuple[dict[str, tuple[float, str]], list[str]]:
+    """Run a benchmark script to its end: its figures by name, and every stdout line."""
+    completed = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    figures = {}
+    for line in lines:
+        match = FIGURE.match(line)
+        if match:
+            figures[match["name"]] = (float(match["value"]), match["unit"])
+    return figures, lines

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from streaming.broker import MosquittoError, find_mosquitto
+from tests.support import run_bench
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "ingest.py"
-FIGURE = re.compile(r"^(?P<name>[a-z0-9_]+): (?P<value>-?[0-9.]+) (?P<unit>\S+)$")
 
 FILE_FIGURES = {
     "message_size": "bytes",
@@ -42,20 +39,10 @@ def _mqtt_available() -> bool:
     return importlib.util.find_spec("streaming.simulator.mqtt_publisher") is not None
 
 
-def run_bench(*args: str, tmp_path: Path) -> dict[str, tuple[float, str]]:
-    completed = subprocess.run(
-        [sys.executable, str(BENCH), "--messages", "3000", "--data-dir", str(tmp_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+def run_ingest_bench(*args: str, tmp_path: Path) -> dict[str, tuple[float, str]]:
+    figures, _ = run_bench(
+        BENCH, "--messages", "3000", "--data-dir", str(tmp_path), *args, timeout_s=120
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    figures = {}
-    for line in completed.stdout.splitlines():
-        match = FIGURE.match(line)
-        if match:
-            figures[match["name"]] = (float(match["value"]), match["unit"])
     return figures
 
 
@@ -70,7 +57,7 @@ def assert_figures(figures: dict[str, tuple[float, str]], expected: dict[str, st
 
 @pytest.mark.slow
 def test_file_figures_are_printed(tmp_path):
-    figures = run_bench("--skip-mqtt", tmp_path=tmp_path)
+    figures = run_ingest_bench("--skip-mqtt", tmp_path=tmp_path)
     assert_figures(figures, FILE_FIGURES)
     assert not set(MQTT_FIGURES) & set(figures)
 
@@ -79,5 +66,5 @@ def test_file_figures_are_printed(tmp_path):
 @pytest.mark.integration
 @pytest.mark.skipif(not _mqtt_available(), reason="mosquitto or the MQTT publisher is missing")
 def test_mqtt_figures_are_printed(tmp_path):
-    figures = run_bench(tmp_path=tmp_path)
+    figures = run_ingest_bench(tmp_path=tmp_path)
     assert_figures(figures, FILE_FIGURES | MQTT_FIGURES)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support import FIGURE, run_bench
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "transform.py"
-FIGURE = re.compile(r"^(?P<name>[a-z0-9_]+): (?P<value>-?[0-9.]+) (?P<unit>\S+)$")
 SMOKE_DEVICES = 12  # bench/transform.py's --smoke fleet
 
 EXPECTED = {
@@ -33,28 +31,10 @@ EXPECTED = {
 }
 
 
-def run_bench(data_dir: Path) -> tuple[dict[str, tuple[float, str]], list[str]]:
-    completed = subprocess.run(
-        [sys.executable, str(BENCH), "--smoke", "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    figures = {}
-    lines = completed.stdout.splitlines()
-    for line in lines:
-        match = FIGURE.match(line)
-        if match:
-            figures[match["name"]] = (float(match["value"]), match["unit"])
-    return figures, lines
-
-
 @pytest.mark.slow
 @pytest.mark.integration
 def test_every_figure_is_printed_positive_and_every_line_parses(tmp_path):
-    figures, lines = run_bench(tmp_path)
+    figures, lines = run_bench(BENCH, "--smoke", "--data-dir", str(tmp_path), timeout_s=300)
     for name, unit in EXPECTED.items():
         assert name in figures, f"{name} not printed; got {sorted(figures)}"
         value, printed_unit = figures[name]

@@ -284,7 +284,7 @@ def test_a_sensor_run_rebuilds_only_the_touched_hours_and_equals_a_whole_day(sil
     )
     (request,) = raw_landing_sensor(context).run_requests
     assert request.tags[EVENT_HOURS_TAG] == ",".join(map(str, sorted(touched)))
-    run_sensor_request(silver_lake, instance, request)
+    run = run_sensor_request(silver_lake, instance, request)
 
     for spec in by_hour:
         after = hour_files(lake, spec, DAY_1.date())
@@ -294,6 +294,11 @@ def test_a_sensor_run_rebuilds_only_the_touched_hours_and_equals_a_whole_day(sil
         assert set(kept.values()) == set(before.values()) - touched, spec.name
         assert len(kept) == sum(hour not in touched for hour in before.values()), spec.name
     telemetry_day = rows(lake, TELEMETRY, DAY_1.date())
+    # The run reports the day's rows, and the rows of the hours it rewrote.
+    (materialization,) = run.asset_materializations_for_node(TELEMETRY.name)
+    assert materialization.metadata["dagster/row_count"].value == telemetry_day.height
+    in_hours = telemetry_day.filter(pl.col("event_hour").is_in(sorted(touched))).height
+    assert materialization.metadata["rows_rewritten"].value == in_hours < telemetry_day.height
     assert_frame_equal(telemetry_day.filter(pl.col("event_hour") == first_hour), first_hour_rows)
     assert telemetry_day.filter(pl.col("device_id") == "env-late-1").height == 140
     specs = [TELEMETRY, LATE_DATA_LEDGER, *ROLLUPS]
