@@ -14,11 +14,24 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
-from deltalake import DeltaTable, write_deltalake
+from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from iot_lake.catalog import QUARANTINE_PREDICATE, RAW_TELEMETRY, TableSpec
 from iot_lake.settings import Settings
+
+
+def writer_properties(spec: TableSpec) -> WriterProperties:
+    """How a table's Parquet files are written: its layout, else snappy with dictionaries."""
+    layout = spec.layout
+    if layout is None:
+        return WriterProperties(compression="SNAPPY")
+    plain = ColumnProperties(dictionary_enabled=False)
+    return WriterProperties(
+        compression=layout.compression,
+        compression_level=layout.compression_level,
+        column_properties=dict.fromkeys(layout.plain_columns, plain),
+    )
 
 
 class LakeUnavailable(RuntimeError):
@@ -132,7 +145,7 @@ class Lake:
     def append(self, spec: TableSpec, data: pa.Table) -> None:
         """Append rows to a table (creating it when missing); for small writers and tests."""
         table = self.ensure_table(spec)
-        write_deltalake(table, data, mode="append")
+        write_deltalake(table, data, mode="append", writer_properties=writer_properties(spec))
 
     def read(self, spec: TableSpec, predicate: str | None = None) -> pl.DataFrame:
         """The table's current rows (optionally filtered by a SQL predicate) as polars."""

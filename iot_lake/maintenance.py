@@ -43,7 +43,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from iot_lake.catalog import CATALOG, RAW_TELEMETRY, TableSpec
-from iot_lake.lake import Lake
+from iot_lake.lake import Lake, writer_properties
 from iot_lake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,10 @@ def compact_closed_partitions(
             continue
         filters = None if column is None else [(column, "=", partition)]
         compact = partial(
-            table.optimize.compact, partition_filters=filters, target_size=TARGET_FILE_BYTES
+            table.optimize.compact,
+            partition_filters=filters,
+            target_size=TARGET_FILE_BYTES,
+            writer_properties=writer_properties(spec),
         )
         _with_retries(table, f"compaction of {spec.name} {partition}", compact)
     return chosen

@@ -34,13 +34,13 @@ class BatchLimits:
 
     Larger batches amortise the per-commit cost (every commit adds a log entry and a file
     per partition), smaller ones cut latency and commit time. Measured with
-    bench/ingest.py on 2 cores (README, figures): 50,000-message batches land ~145k msgs/s
-    with commits of 0.25-0.3 s (building the Arrow table and writing ~15 MB); 10,000 land
-    ~106k msgs/s with commits of 90-120 ms; 1,000 commit in ~60-95 ms but land ~15k msgs/s.
-    At low rates `max_age_s` bounds the latency.
+    bench/ingest.py on 2 cores (README, figures): 20,000-message batches land ~245k msgs/s
+    with commits of 65-90 ms (p50-p95: building the Arrow table and writing ~6 MB);
+    30,000 land ~260k with commits of 90-140 ms, 50,000 ~260k with 130-220 ms. At low
+    rates `max_age_s` bounds the latency.
     """
 
-    max_records: int = 50_000
+    max_records: int = 20_000
     max_bytes: int = 32 * 1024 * 1024
     max_age_s: float = 2.0
 

@@ -11,19 +11,19 @@ Payload fields, all kinds: `device_id` (string), `message_id` (string, unique pe
   (object of metric name -> unit string) and `fw` (firmware version string);
 - events: `event`, a non-empty string (boot, crash, heartbeat, firmware, ack, ...);
 - status: `status`, "online" or "offline".
+
+This module is the authority on every message, one at a time. The consumer checks whole
+columns (iot_lake.intake): canonical payloads are recognised in bulk (iot_lake.screen) and
+every other message comes here.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
-from itertools import repeat
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
-import msgspec
 import orjson
 
 MESSAGE_KINDS = frozenset({"telemetry", "events", "status"})
@@ -186,107 +186,6 @@ def topic_of(topic: str | bytes | None) -> tuple[Topic | None, str | None]:
     return parse_topic(topic), topic
 
 
-IDENTITY_COLUMNS = ("topic", "tenant_id", "device_id", "message_kind")
-Identity = tuple[str | None, str | None, str | None, str | None]
-MAX_REGISTERED_TOPICS = 1_000_000
-
-
-class Route(NamedTuple):
-    """What the hot path needs about a topic: its id, its device, its kind's typed decoder.
-
-    `decode` is None for a topic that is not of TOPIC_FORM (every message on it is refused).
-    """
-
-    topic_id: int
-    device_id: str | None
-    decode: Callable[[bytes], Any] | None
-
-
-class TopicRegistry:
-    """Small ids for received topics, and the identity (IDENTITY_COLUMNS) each one claims.
-
-    Topic, tenant, device and kind are the same for every message on a topic, so a batch
-    stores one int per message and the identities once. A fleet has as many topics as
-    devices x kinds; the registry is replaced (never mutated away) when it grows past
-    MAX_REGISTERED_TOPICS, so a batch still being committed keeps the one it used.
-    """
-
-    def __init__(self) -> None:
-        self.routes: dict[str | bytes | None, Route] = {}
-        self.identities: list[Identity] = []
-
-    def route_of(self, topic: str | bytes | None) -> Route:
-        """How messages on a topic are checked, registering its identity on first sight."""
-        route = self.routes.get(topic)
-        if route is None:
-            claimed, text = topic_of(topic)
-            tid = len(self.identities)
-            self.identities.append((text, *(claimed or (None, None, None))))
-            if claimed is None:
-                route = Route(tid, None, None)
-            else:
-                route = Route(tid, claimed.device_id, _FAST_DECODERS[claimed.message_kind])
-            self.routes[topic] = route
-        return route
-
-    def id_of(self, topic: str | bytes | None) -> int:
-        """The id of a topic, registering its identity on first sight."""
-        return self.route_of(topic).topic_id
-
-
-_registry = TopicRegistry()
-
-
-def current_registry() -> TopicRegistry:
-    """The process's topic registry, a fresh one once the current one is full."""
-    global _registry  # one registry per process, swapped when full
-    if len(_registry.identities) > MAX_REGISTERED_TOPICS:
-        _registry = TopicRegistry()
-    return _registry
-
-
-@dataclass
-class InspectedColumns:
-    """`Inspected` for many messages, column by column, as raw_telemetry stores them.
-
-    A valid message (nearly all) costs two appends: its topic id (see TopicRegistry) and
-    its message id. Its payload text is its received bytes, which the batch turns into a
-    column in one copy. A refused message also keeps its payload text, encoding and error
-    in `refused`.
-    """
-
-    topic_ids: list[int] = field(default_factory=list)
-    message_id: list[str | None] = field(default_factory=list)
-    registry: TopicRegistry = field(default_factory=current_registry)
-    refused: dict[int, Inspected] = field(default_factory=dict)
-    not_utf8: int = 0
-
-    def __len__(self) -> int:
-        return len(self.message_id)
-
-    def append(self, topic: str | bytes | None, row: Inspected) -> None:
-        """Add one message checked by `inspect_message`."""
-        if row.error_code is not None:
-            self.refused[len(self.message_id)] = row
-            self.not_utf8 += row.payload_encoding != "utf-8"
-        self.topic_ids.append(self.registry.id_of(topic))
-        self.message_id.append(row.message_id)
-
-    def column(self, name: str) -> list[str | None]:
-        """One identity column (see IDENTITY_COLUMNS) row by row; for tests and small batches."""
-        position = IDENTITY_COLUMNS.index(name)
-        return [self.registry.identities[i][position] for i in self.topic_ids]
-
-    def error_columns(self) -> tuple[list[str | None], list[str | None]]:
-        """error_code and error_detail for every row (None where the message is valid)."""
-        codes: list[str | None] = [None] * len(self)
-        details: list[str | None] = [None] * len(self)
-        for index, row in self.refused.items():
-            codes[index] = row.error_code
-            details[index] = row.error_detail
-        return codes, details
-
-
 def inspect_message(
     topic: str | bytes | None,
     raw: bytes,
@@ -336,88 +235,10 @@ def inspect_message(
     return _explain(tenant_id, device_id, kind, text, body)
 
 
-# Fields that must not be empty, checked by the typed decoders themselves.
-_NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
-_Metrics = Annotated[dict[str, float], msgspec.Meta(min_length=1)]
-
-
-# gc=False: these hold only strings, numbers and flat dicts (no cycles possible), and a
-# collector-tracked object per message made CPython's GC cost as much as decoding itself.
-class _TelemetryBody(msgspec.Struct, gc=False):
-    device_id: str
-    message_id: _NonEmptyStr
-    ts: int
-    metrics: _Metrics
-    units: dict[str, str] | None = None
-    fw: str | None = None
-
-
-class _EventBody(msgspec.Struct, gc=False):
-    device_id: str
-    message_id: _NonEmptyStr
-    ts: int
-    event: _NonEmptyStr
-
-
-class _StatusBody(msgspec.Struct, gc=False):
-    device_id: str
-    message_id: _NonEmptyStr
-    ts: int
-    status: Literal["online", "offline"]
-
-
-# Typed decoders validate field types in C while they parse (strict: no bool for int, no
-# float for int, no number from a string), twice the speed of orjson plus Python checks.
-_FAST_DECODERS: dict[str, Callable[[bytes], Any]] = {
-    "telemetry": msgspec.json.Decoder(_TelemetryBody).decode,
-    "events": msgspec.json.Decoder(_EventBody).decode,
-    "status": msgspec.json.Decoder(_StatusBody).decode,
-}
-
-
-def inspect_many(
-    topics: Sequence[str | bytes | None],
-    payloads: Sequence[bytes],
-    max_payload_bytes: int,
-    into: InspectedColumns,
-    claimed_devices: Sequence[str | None] | None = None,
-) -> int:
-    """Check many messages into columns; returns how many were invalid.
-
-    The loop accepts only what a typed decoder finds plainly valid (the hot path: about
-    3 us a message here, against 8 us through `inspect_message`); anything else, valid or
-    not, goes through `inspect_message`, which alone decides errors and their wording.
-    tests/iot_lake/test_wire.py checks on mutated messages that both always agree.
-    """
-    registry = into.registry
-    routes, route_of = registry.routes, registry.route_of
-    refusal = msgspec.MsgspecError
-    append_id, append_message = into.topic_ids.append, into.message_id.append
-    invalid = 0
-    keys = repeat(None) if claimed_devices is None else claimed_devices
-    for topic, raw, key in zip(topics, payloads, keys, strict=claimed_devices is not None):
-        route = routes.get(topic) or route_of(topic)
-        tid, device_id, decode = route
-        if decode is not None and len(raw) <= max_payload_bytes and key in (None, device_id):
-            try:
-                body = decode(raw)
-            except refusal:
-                pass
-            else:
-                if body.device_id == device_id:
-                    append_id(tid)
-                    append_message(body.message_id)
-                    continue
-        row = inspect_message(topic, raw, max_payload_bytes, key)
-        invalid += row.error_code is not None
-        into.append(topic, row)
-    return invalid
-
-
 def _explain(
     tenant_id: str | None, device_id: str, kind: str, text: str, body: object
 ) -> Inspected:
-    """The full, slow check of a message the quick test refused: which field, what form."""
+    """The full check of a decoded payload: which field is wrong, and what form it needs."""
     if not isinstance(body, dict):
         return Inspected(
             tenant_id,
@@ -438,6 +259,6 @@ def _explain(
             f"field 'device_id': expected {device_id!r} (the topic's device), "
             f"got {body['device_id']!r}",
         )
-    if problem is None:  # the quick test is stricter than the contract; the contract decides
+    if problem is None:
         return Inspected(tenant_id, device_id, kind, message_id, text, "utf-8", None, None)
     return Inspected(tenant_id, device_id, kind, message_id, text, "utf-8", *problem)

@@ -1,7 +1,7 @@
 """A micro-batch of received messages, held column by column until it is committed.
 
-Messages are checked as they arrive (iot_lake.wire.inspect_many) into per-column lists, so
-building the Arrow table at flush time is one conversion per column, not per row.
+Messages are checked as they arrive, a source's chunk at a time (iot_lake.intake), into
+columns, so building the Arrow table at flush time is one concatenation per column.
 """
 
 from __future__ import annotations
@@ -11,11 +11,20 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.wire import IDENTITY_COLUMNS, InspectedColumns, inspect_many
+from iot_lake.intake import (
+    IDENTITY_COLUMNS,
+    InspectedChunk,
+    Payloads,
+    Topics,
+    current_registry,
+    inspect_chunk,
+)
+from iot_lake.wire import Inspected
 
 _SCHEMA = RAW_TELEMETRY.schema
 _STRING = pa.string()
@@ -40,7 +49,7 @@ def int_array(values: npt.NDArray[np.integer], type_: pa.DataType = _INT64) -> p
 
 
 class RawBatch:
-    """Rows for raw_telemetry received since the last commit."""
+    """Rows for raw_telemetry received since the last commit, checked chunk by chunk."""
 
     def __init__(self, source: str, consumer_id: str, max_payload_bytes: int) -> None:
         self.source = source
@@ -49,14 +58,14 @@ class RawBatch:
         self.opened_at = time.monotonic()
         self.payload_bytes_total = 0
         self.invalid = 0
+        self._rows = 0
+        self._registry = current_registry()
+        self._chunks: list[InspectedChunk] = []
         self._ingest_time: list[pa.Array] = []
         self._positions: list[pa.Array] = []
-        self._payload_bytes: list[npt.NDArray[np.int64]] = []
-        self._payloads: list[bytes] = []
-        self._inspected = InspectedColumns()
 
     def __len__(self) -> int:
-        return len(self._payloads)
+        return self._rows
 
     @property
     def age_s(self) -> float:
@@ -71,93 +80,90 @@ class RawBatch:
 
     def extend(
         self,
-        topics: Sequence[str | bytes | None],
-        payloads: Sequence[bytes],
+        topics: Topics,
+        payloads: Payloads,
         ingest_micros: Sequence[int] | int,
         positions: Sequence[str | None] | pa.Array,
-        sizes: npt.NDArray[np.int64] | None = None,
         claimed_devices: Sequence[str | None] | None = None,
     ) -> None:
         """Check many messages and keep them all, valid or not.
 
-        `ingest_micros` is one time for all or one per message; `positions` may come as an
-        Arrow string array and `sizes` (payload bytes) as an array, when the source has them
-        vectorised; `claimed_devices`: per message, the device the transport vouches for
-        besides the topic (a Kinesis partition key).
+        `topics` and `payloads` as iot_lake.intake.inspect_chunk takes them; `ingest_micros`
+        is one time for all or one per message; `positions` may come as an Arrow string
+        array; `claimed_devices`: per message, the device the transport vouches for besides
+        the topic (a Kinesis partition key).
         """
-        self.invalid += inspect_many(
-            topics, payloads, self.max_payload_bytes, self._inspected, claimed_devices
+        chunk = inspect_chunk(
+            topics, payloads, self.max_payload_bytes, claimed_devices, self._registry
         )
-        if sizes is None:
-            sizes = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
-        self._payload_bytes.append(sizes)
-        self.payload_bytes_total += int(sizes.sum())
-        self._payloads.extend(payloads)
+        self._chunks.append(chunk)
+        self._rows += len(chunk)
+        self.invalid += len(chunk.refused)
+        self.payload_bytes_total += int(chunk.payload_bytes.sum())
         if isinstance(ingest_micros, int):
-            self._ingest_time.append(pa.repeat(pa.scalar(ingest_micros, pa.int64()), len(sizes)))
+            self._ingest_time.append(pa.repeat(pa.scalar(ingest_micros, pa.int64()), len(chunk)))
         else:
             self._ingest_time.append(pa.array(ingest_micros, pa.int64()))
         self._positions.append(
             positions if isinstance(positions, pa.Array) else pa.array(positions, _STRING)
         )
 
-    def _payload_column(self) -> pa.Array:
-        """Payload text: the received bytes as one UTF-8 buffer, base64 only where not UTF-8."""
-        inspected = self._inspected
-        if inspected.not_utf8:
-            texts = [payload.decode(errors="replace") for payload in self._payloads]
-            for index, row in inspected.refused.items():
-                texts[index] = row.payload
-            return pa.array(texts, _STRING)
-        offsets = np.zeros(len(self._payloads) + 1, dtype=np.int64)
-        np.cumsum(self._sizes(), out=offsets[1:])
-        column = pa.LargeStringArray.from_buffers(
-            len(self._payloads), pa.py_buffer(offsets), pa.py_buffer(b"".join(self._payloads))
-        )
-        return column.cast(_STRING)
-
-    def _sizes(self) -> npt.NDArray[np.int64]:
-        if not self._payload_bytes:
-            return np.zeros(0, dtype=np.int64)
-        return np.concatenate(self._payload_bytes)
+    def _refused(self) -> dict[int, Inspected]:
+        """Every refused row of the batch by its row number in the batch."""
+        refused: dict[int, Inspected] = {}
+        offset = 0
+        for chunk in self._chunks:
+            refused.update((offset + row, verdict) for row, verdict in chunk.refused.items())
+            offset += len(chunk)
+        return refused
 
     def _identity_columns(self) -> dict[str, pa.Array]:
-        """Topic, tenant, device and kind per row, taken from the batch's distinct topics."""
-        inspected = self._inspected
-        distinct, rows = np.unique(
-            np.asarray(inspected.topic_ids, dtype=np.int64), return_inverse=True
-        )
-        identities = [inspected.registry.identities[i] for i in distinct]
-        take = int_array(rows, pa.int32())
-        return {
-            name: pa.array([identity[i] for identity in identities], _STRING).take(take)
-            for i, name in enumerate(IDENTITY_COLUMNS)
-        }
+        """Topic, tenant, device and kind per row, taken from the registry by topic id."""
+        topic_ids = np.concatenate([chunk.topic_ids for chunk in self._chunks])
+        identities = self._registry.identity_table().take(int_array(topic_ids, pa.int32()))
+        return {name: identities[name].combine_chunks() for name in IDENTITY_COLUMNS}
+
+    def _text(self, column: str) -> pa.Array:
+        """A string column of the chunks as one Arrow array."""
+        parts = [getattr(chunk, column) for chunk in self._chunks]
+        return pl.concat(parts, rechunk=False).to_arrow().cast(_STRING)
 
     def to_arrow(self) -> pa.Table:
         """The batch as an Arrow table in raw_telemetry's schema."""
         n = len(self)
+        if not n:
+            return _SCHEMA.empty_table()
         ingest_time = _concat(self._ingest_time, pa.int64()).cast(_SCHEMA.field("ingest_time").type)
-        inspected = self._inspected
-        codes, details = inspected.error_columns()
-        encodings = ["utf-8"] * n
-        for index, row in inspected.refused.items():
-            encodings[index] = row.payload_encoding
+        refused = self._refused()
         arrays = {
             "ingest_time": ingest_time,
             "ingest_date": pc.cast(ingest_time, pa.date32()),
             **self._identity_columns(),
-            "message_id": pa.array(inspected.message_id, _STRING),
+            "message_id": self._text("message_id"),
             "source": pa.repeat(pa.scalar(self.source, _STRING), n),
             "source_position": _concat(self._positions, _STRING),
             "consumer_id": pa.repeat(pa.scalar(self.consumer_id, _STRING), n),
-            "payload": self._payload_column(),
-            "payload_encoding": pa.array(encodings, _STRING),
-            "payload_bytes": int_array(self._sizes(), pa.int32()),
-            "error_code": pa.array(codes, _STRING),
-            "error_detail": pa.array(details, _STRING),
+            "payload": self._text("payload"),
+            "payload_encoding": _sparse(n, "utf-8", refused, "payload_encoding"),
+            "payload_bytes": int_array(
+                np.concatenate([chunk.payload_bytes for chunk in self._chunks]), pa.int32()
+            ),
+            "error_code": _sparse(n, None, refused, "error_code"),
+            "error_detail": _sparse(n, None, refused, "error_detail"),
         }
         return pa.Table.from_pydict(arrays, schema=_SCHEMA)
+
+
+def _sparse(n: int, usual: str | None, refused: dict[int, Inspected], field: str) -> pa.Array:
+    """A string column that is `usual` everywhere but in refused rows, which say their own."""
+    column = pa.repeat(pa.scalar(usual, _STRING), n)
+    if not refused:
+        return column
+    rows = sorted(refused)
+    mask = np.zeros(n, dtype=np.bool_)
+    mask[rows] = True
+    values = pa.array([getattr(refused[row], field) for row in rows], _STRING)
+    return pc.replace_with_mask(column, pa.array(mask), values)
 
 
 def _concat(parts: list[pa.Array], type_: pa.DataType) -> pa.Array:

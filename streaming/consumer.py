@@ -76,9 +76,9 @@ class Consumer:
         """Consume until stopped or the source runs dry; returns the run's statistics.
 
         One commit is in flight while the next batch fills: the Delta write (Rust, GIL
-        released) overlaps with checking the next messages (Python). Commits stay in order,
-        each with the positions sealed when its batch closed, and the source acknowledges a
-        batch only once its own commit is done.
+        released) overlaps with reading and checking the next messages. Commits stay in
+        order, each with the positions sealed when its batch closed, and the source
+        acknowledges a batch only once its own commit is done.
         """
         self.source.resume(self.writer)
         idle_since = time.monotonic()

@@ -23,10 +23,19 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
+from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.lake import writer_properties
+
 log = logging.getLogger(__name__)
 
 # A closed partition with fewer live files than this is left alone.
 MIN_FILES_TO_COMPACT = 8
+# Files the consumer's compaction writes, and leaves alone once written: a pass rewrites
+# only the files below this size, so its memory does not grow with the day. With
+# delta-rs's 100 MiB default each pass of today's partition rewrote all of it, and the soak
+# (bench/ingest.py) peaked at 405, 490, then 560 MB; with 16 MiB every pass peaks at
+# ~470 MB. The nightly maintenance merges a closed day's 16 MiB files into 128 MiB ones.
+COMPACTED_FILE_BYTES = 16 * 1024 * 1024
 
 
 def files_per_partition(table: DeltaTable) -> Counter[str]:
@@ -42,7 +51,11 @@ def compact_partition(table: DeltaTable, day: str) -> bool:
     and is dropped (the partition is compacted either way), so this never fails a batch.
     """
     try:
-        table.optimize.compact(partition_filters=[("ingest_date", "=", day)])
+        table.optimize.compact(
+            partition_filters=[("ingest_date", "=", day)],
+            target_size=COMPACTED_FILE_BYTES,
+            writer_properties=writer_properties(RAW_TELEMETRY),
+        )
     except (CommitFailedError, DeltaError) as exc:
         log.info("compaction of ingest_date=%s left to another writer: %s", day, exc)
         table.update_incremental()

@@ -22,7 +22,7 @@ from deltalake.exceptions import CommitFailedError
 
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.errors import CheckpointError
-from iot_lake.lake import Lake
+from iot_lake.lake import Lake, writer_properties
 from streaming.batch import RawBatch
 
 T = TypeVar("T")
@@ -61,6 +61,7 @@ class LandingWriter:
         self.consumer_id = consumer_id
         self.max_attempts = max_attempts
         self.table: DeltaTable = lake.ensure_table(RAW_TELEMETRY)
+        self._writer_properties = writer_properties(RAW_TELEMETRY)
         # Sources look positions up from their threads while the committer thread commits:
         # one lock serialises every use of the table object.
         self._lock = threading.Lock()
@@ -142,6 +143,7 @@ class LandingWriter:
                     self.table,
                     data,
                     mode="append",
+                    writer_properties=self._writer_properties,
                     commit_properties=self._commit_properties(positions, len(batch)),
                 )
             except CommitFailedError:

@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -21,45 +22,105 @@ from streaming.landing import LandingWriter, Position
 from streaming.sources.base import FRAME_SEPARATOR
 
 READ_CHUNK_BYTES = 4 * 1024 * 1024
-_NEWLINE, _TAB = ord("\n"), ord(FRAME_SEPARATOR)
+_NEWLINE, _CARRIAGE_RETURN, _TAB = ord("\n"), ord("\r"), ord(FRAME_SEPARATOR)
 
 
 @dataclass(frozen=True)
 class Frames:
-    """Lines split into topics and payloads, with each line's start and payload size."""
+    """Lines split into topics and payloads (polars columns, or lists), with each line's start."""
 
-    topics: list[bytes | None]
-    payloads: list[bytes]
+    topics: pl.Series | list[bytes | None]
+    payloads: pl.Series | list[bytes]
     starts: npt.NDArray[np.int64]
-    sizes: npt.NDArray[np.int64]
 
 
-def split_lines(lines: bytes) -> Frames:
-    """Split newline-terminated `topic<TAB>payload` lines, vectorised where the framing allows.
+def split_lines(lines: bytes, ends: npt.NDArray[np.int64] | None = None) -> Frames:
+    """Split newline-terminated `topic<TAB>payload` lines at their first tab, in bulk.
 
-    When every line holds exactly one tab (the norm), turning tabs into newlines makes one
-    `split` yield topic, payload, topic, payload...: two objects a line instead of a line, a
-    tuple and two parts (half the time here). A line without its tab or with a second one
-    (JSON may hold a tab as whitespace) sends the whole chunk through the line-by-line split.
+    `ends`: the offsets of the newlines, when the caller has found them already. Topics and
+    payloads become Arrow string views into the read buffer itself (no copy, no Python
+    object per line); polars only finds each line's first tab. A line without a tab is a
+    payload without a topic; a carriage return before the newline is framing, not payload. A
+    chunk that is not UTF-8 (a device sent invalid bytes) is split line by line in Python,
+    so its bytes reach the checks, and raw, unaltered.
     """
     buffer = np.frombuffer(lines, dtype=np.uint8)
-    ends = np.flatnonzero(buffer == _NEWLINE)
-    starts = np.empty_like(ends)
-    starts[0], starts[1:] = 0, ends[:-1] + 1
+    if ends is None:
+        ends = np.flatnonzero(buffer == _NEWLINE)
+    starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)[: len(ends)]
+    column = pa.Array.from_buffers(
+        pa.large_binary(),
+        len(ends),
+        [None, pa.py_buffer(np.append(starts, len(lines))), pa.py_buffer(lines)],
+    )
+    try:
+        text = column.cast(pa.large_string())  # checks UTF-8, shares the buffer
+    except pa.ArrowInvalid:
+        return _split_in_python(lines, starts)
+    tabs = _first_tabs(buffer, starts, ends, text)
+    has_topic = tabs >= 0
+    payload_starts = np.where(has_topic, starts + tabs + 1, starts)
+    crlf = (buffer[np.maximum(ends - 1, 0)] == _CARRIAGE_RETURN) & (ends > payload_starts)
+    payload_ends = ends - crlf
+    topics = _string_views(lines, starts, np.where(has_topic, tabs, 0), has_topic)
+    payloads = _string_views(lines, payload_starts, payload_ends - payload_starts)
+    return Frames(topics, payloads, starts)
+
+
+def _first_tabs(
+    buffer: npt.NDArray[np.uint8],
+    starts: npt.NDArray[np.int64],
+    ends: npt.NDArray[np.int64],
+    text: pa.Array,
+) -> npt.NDArray[np.int64]:
+    """Offset of each line's first tab within the line, -1 for a line without one."""
     tabs = np.flatnonzero(buffer == _TAB)
-    if len(tabs) == len(ends) and bool(np.all(tabs >= starts)) and bool(np.all(tabs < ends)):
-        parts = lines.replace(FRAME_SEPARATOR, b"\n").split(b"\n")
-        parts.pop()  # after the last newline
-        topics: list[bytes | None] = parts[0::2]  # type: ignore[assignment]  # no None here
-        payloads: list[bytes] = parts[1::2]
-    else:
-        frames = [line.partition(FRAME_SEPARATOR) for line in lines[:-1].split(b"\n")]
-        topics = [topic if separator else None for topic, separator, _ in frames]
-        payloads = [payload if separator else topic for topic, separator, payload in frames]
-    if b"\r\n" in lines:  # a CRLF file: the carriage return is framing, not payload
-        payloads = [payload.removesuffix(b"\r") for payload in payloads]
-    sizes = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
-    return Frames(topics, payloads, starts, sizes)
+    if len(tabs) == len(ends) and bool(np.all((tabs >= starts) & (tabs < ends))):
+        return tabs - starts  # the norm: exactly one tab a line
+    separator = FRAME_SEPARATOR.decode()
+    found = pl.Series(text).str.find(separator, literal=True).fill_null(-1)
+    return found.to_numpy().astype(np.int64)
+
+
+_INLINE = np.arange(12)
+
+
+def _string_views(
+    data: bytes,
+    starts: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64],
+    valid: npt.NDArray[np.bool_] | None = None,
+) -> pl.Series:
+    """Strings `data[start:start + length]` as an Arrow string-view column over `data`.
+
+    A view is 16 bytes: the length, then up to 12 bytes inline for a short string, or the
+    first 4 bytes, buffer 0 and the offset for a longer one (Arrow's BinaryView layout).
+    """
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    last = max(len(buffer) - 1, 0)
+    views = np.zeros((len(starts), 4), dtype="<i4")
+    views[:, 0] = lengths
+    views[:, 1] = buffer[np.minimum(starts[:, None] + _INLINE[:4], last)].view("<i4")[:, 0]
+    views[:, 3] = starts
+    short = np.flatnonzero(lengths <= 12)
+    if len(short):
+        inline = buffer[np.minimum(starts[short, None] + _INLINE, last)]
+        inline[lengths[short, None] <= _INLINE] = 0  # bytes past a short string's end are zero
+        views[short, 1:] = inline.view("<i4")
+    bitmap = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    array = pa.Array.from_buffers(
+        pa.string_view(), len(starts), [bitmap, pa.py_buffer(views), pa.py_buffer(data)]
+    )
+    series = pl.from_arrow(array)
+    assert isinstance(series, pl.Series)
+    return series
+
+
+def _split_in_python(lines: bytes, starts: npt.NDArray[np.int64]) -> Frames:
+    frames = [line.partition(FRAME_SEPARATOR) for line in lines[:-1].split(b"\n")]
+    topics = [topic if separator else None for topic, separator, _ in frames]
+    payloads = [payload if separator else topic for topic, separator, payload in frames]
+    return Frames(topics, [payload.removesuffix(b"\r") for payload in payloads], starts)
 
 
 class FileSource:
@@ -92,21 +153,21 @@ class FileSource:
         assert self._handle is not None, "resume() first"
         deadline = time.monotonic() + timeout_s
         while True:
-            lines = self._read_lines(max_records)
+            lines, ends = self._read_lines(max_records)
             if lines:
-                self._add(batch, lines)
+                self._add(batch, lines, ends)
                 return True
             if not self.follow:
                 if self._pending:  # a last line without a newline is still a message
-                    self._add(batch, self._pending)
-                    self._pending = b""
+                    last, self._pending = self._pending, b""
+                    self._add(batch, last + b"\n", None, consumed=len(last))
                 return False
             if time.monotonic() >= deadline:
                 return True
             time.sleep(self.poll_interval_s)
 
-    def _read_lines(self, max_records: int) -> bytes:
-        """Up to `max_records` complete lines (each with its newline), one read at a time.
+    def _read_lines(self, max_records: int) -> tuple[bytes, npt.NDArray[np.int64]]:
+        """Up to `max_records` complete lines (each with its newline), and where each ends.
 
         A chunk per call keeps every pass over the bytes (newlines, tabs, the split) within
         a few MiB; the consumer polls again while its batch has room.
@@ -118,18 +179,23 @@ class FileSource:
         newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _NEWLINE)
         end = int(newlines[min(max_records, len(newlines)) - 1]) + 1 if len(newlines) else 0
         self._pending = data[end:]  # an incomplete last line, or lines beyond max_records
-        return data[:end]
+        return data[:end], newlines[: min(max_records, len(newlines))]
 
-    def _add(self, batch: RawBatch, lines: bytes) -> None:
-        """Add whole lines (the last one may lack its newline only at the end of a file)."""
-        unterminated = not lines.endswith(b"\n")
-        frames = split_lines(lines + b"\n" if unterminated else lines)
+    def _add(
+        self,
+        batch: RawBatch,
+        lines: bytes,
+        ends: npt.NDArray[np.int64] | None,
+        consumed: int | None = None,
+    ) -> None:
+        """Add newline-terminated lines: `consumed` bytes of the file (all of `lines` if None)."""
+        frames = split_lines(lines, ends)
         starts = frames.starts + self._offset
-        self._offset += len(lines)
+        self._offset += len(lines) if consumed is None else consumed
         positions = pc.binary_join_element_wise(
             f"{self.path.name}@", int_array(starts).cast(pa.string()), ""
         )
-        batch.extend(frames.topics, frames.payloads, now_micros(), positions, frames.sizes)
+        batch.extend(frames.topics, frames.payloads, now_micros(), positions)
 
     def positions(self) -> list[Position]:
         """The offset just past the last line polled."""

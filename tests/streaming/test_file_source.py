@@ -82,16 +82,35 @@ def test_line_without_topic_is_kept_as_invalid_topic(lake, tmp_path):
         [b"\t{}", b"t/b\t{}"],  # an empty topic
         [b"t/a\t{}\r", b"t/b\t{}\r"],  # CRLF line ends
         [b"", b"t/b\t{}"],  # an empty line
+        [b"t/a\t\xff{}", b"t/b\t{}"],  # not UTF-8: split line by line in Python
+        [b"tenant/acme/devices/d-1/status\t" + b"x" * 13, b"t\t123456789012"],  # 12+ bytes
     ],
-    ids=["plain", "tab-in-payload", "no-tab", "empty-topic", "crlf", "empty-line"],
+    ids=[
+        "plain",
+        "tab-in-payload",
+        "no-tab",
+        "empty-topic",
+        "crlf",
+        "empty-line",
+        "not-utf8",
+        "views",
+    ],
 )
 def test_split_lines_agrees_with_splitting_each_line(lines):
     frames = split_lines(b"".join(line + b"\n" for line in lines))
 
     expected = [line.removesuffix(b"\r").partition(b"\t") for line in lines]
-    assert frames.topics == [topic if tab else None for topic, tab, _ in expected]
-    assert frames.payloads == [payload if tab else topic for topic, tab, payload in expected]
-    assert frames.sizes.tolist() == [len(payload) for payload in frames.payloads]
+    assert as_bytes(frames.topics) == [topic if tab else None for topic, tab, _ in expected]
+    assert as_bytes(frames.payloads) == [
+        payload if tab else topic for topic, tab, payload in expected
+    ]
     assert frames.starts.tolist() == [
         sum(len(line) + 1 for line in lines[:i]) for i in range(len(lines))
     ]
+
+
+def as_bytes(column: pl.Series | list[bytes | None]) -> list[bytes | None]:
+    """A split column as bytes, whether polars made it (UTF-8) or Python did."""
+    if isinstance(column, list):
+        return column
+    return [None if value is None else value.encode() for value in column.to_list()]

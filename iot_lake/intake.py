@@ -1,0 +1,265 @@
+"""Check received messages a chunk at a time, column by column, as raw_telemetry stores them.
+
+Per message, Python does nothing on the common path: topics are resolved once per distinct
+topic (TopicRegistry), canonical payloads are recognised in bulk (iot_lake.screen), and the
+size limit and the transport's identity are compared as columns. Only the messages the
+screen does not vouch for (invalid ones, and valid ones in another layout) go through
+`iot_lake.wire.inspect_message`, which decides their verdict and its wording.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import pyarrow as pa
+
+from iot_lake.screen import KIND_CODES, NO_KIND, screen
+from iot_lake.wire import Inspected, inspect_message, topic_of
+
+IDENTITY_COLUMNS = ("topic", "tenant_id", "device_id", "message_kind")
+Identity = tuple[str | None, str | None, str | None, str | None]
+MAX_REGISTERED_TOPICS = 1_000_000
+
+
+class Route(NamedTuple):
+    """What checking needs about a topic: its id, its device and its kind (KIND_CODES)."""
+
+    topic_id: int
+    device_id: str | None
+    kind: int
+
+
+class TopicRegistry:
+    """Small ids for received topics, and the identity (IDENTITY_COLUMNS) each one claims.
+
+    Topic, tenant, device and kind are the same for every message on a topic, so a batch
+    stores one int per message and the identities once. Python parses a topic only on first
+    sight; a chunk's topics are then found by their 64-bit hashes in a sorted array, and
+    each match is confirmed by comparing the topic text itself, so a hash collision (even a
+    crafted one) costs a slow lookup, never a wrong identity. A fleet has as many topics as
+    devices x kinds; the registry is replaced (never mutated away) when it grows past
+    MAX_REGISTERED_TOPICS, so a batch being committed keeps its own. It is shared by every
+    consumer thread of a process: a lock keeps the lookup arrays aligned with topic ids.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.routes: dict[str | None, Route] = {}
+        self.identities: list[Identity] = []
+        self._hashes = np.empty(0, dtype=np.uint64)  # sorted
+        self._ids_by_hash = np.empty(0, dtype=np.int32)
+        self._texts = pl.Series("topic", [], dtype=pl.String)  # by topic id
+        self._devices = pl.Series("device", [], dtype=pl.String)  # by topic id
+        self._kinds = np.empty(0, dtype=np.int8)  # by topic id
+        self._identity_table: pa.Table | None = None
+
+    def _register(self, topic: str | None) -> Route:
+        """How messages on a topic are checked, registering it on first sight (under the lock)."""
+        route = self.routes.get(topic)
+        if route is None:
+            claimed, text = topic_of(topic)
+            tid = len(self.identities)
+            self.identities.append((text, *(claimed or (None, None, None))))
+            if claimed is None:
+                route = Route(tid, None, NO_KIND)
+            else:
+                route = Route(tid, claimed.device_id, KIND_CODES[claimed.message_kind])
+            self.routes[topic] = route
+        return route
+
+    def identity_table(self) -> pa.Table:
+        """IDENTITY_COLUMNS of every registered topic, row i for topic id i (cached)."""
+        with self._lock:
+            return self._identity_table_locked()
+
+    def _identity_table_locked(self) -> pa.Table:
+        table = self._identity_table
+        if table is None or table.num_rows != len(self.identities):
+            columns = list(zip(*self.identities, strict=True)) or [()] * len(IDENTITY_COLUMNS)
+            table = pa.table(
+                {
+                    name: pa.array(column, pa.string())
+                    for name, column in zip(IDENTITY_COLUMNS, columns, strict=True)
+                }
+            )
+            self._identity_table = table
+        return table
+
+    def resolve(
+        self, topics: pl.Series
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int8], pl.Series]:
+        """Per row: the topic's id, its kind code (KIND_CODES) and the device it names."""
+        with self._lock:
+            return self._resolve_locked(topics)
+
+    def _resolve_locked(
+        self, topics: pl.Series
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int8], pl.Series]:
+        hashes = topics.hash(seed=_HASH_SEED).to_numpy()
+        ids = np.full(len(topics), -1, dtype=np.int32)
+        if len(self._hashes):
+            slot = np.minimum(np.searchsorted(self._hashes, hashes), len(self._hashes) - 1)
+            found = self._hashes[slot] == hashes
+            ids[found] = self._ids_by_hash[slot[found]]
+            same_text = self._texts.gather(np.maximum(ids, 0)) == topics
+            ids[~same_text.fill_null(False).to_numpy()] = -1
+        unknown = np.flatnonzero(ids < 0)
+        if len(unknown):
+            known_before = len(self.identities)
+            for row, topic in zip(unknown, topics.gather(unknown).to_list(), strict=True):
+                ids[row] = self._register(topic).topic_id
+            self._index_from(known_before)
+        return ids, self._kinds[ids], self._devices.gather(ids)
+
+    def _index_from(self, first: int) -> None:
+        """Add the topics registered since id `first` to the lookup arrays."""
+        added = self.identities[first:]
+        if not added:
+            return
+        texts = pl.Series("topic", [identity[0] for identity in added], dtype=pl.String)
+        self._texts = pl.concat([self._texts, texts], rechunk=True)
+        devices = pl.Series("device", [identity[2] for identity in added], dtype=pl.String)
+        self._devices = pl.concat([self._devices, devices], rechunk=True)
+        kinds = [KIND_CODES.get(identity[3] or "", NO_KIND) for identity in added]
+        self._kinds = np.concatenate([self._kinds, np.array(kinds, dtype=np.int8)])
+        named = np.array([i for i, identity in enumerate(added) if identity[0] is not None])
+        new_hashes = texts.gather(named).hash(seed=_HASH_SEED).to_numpy()
+        fresh = ~np.isin(new_hashes, self._hashes)  # a colliding topic stays unindexed
+        hashes = np.concatenate([self._hashes, new_hashes[fresh]])
+        new_ids = (named[fresh] + first).astype(np.int32)
+        ids = np.concatenate([self._ids_by_hash, new_ids])
+        order = np.argsort(hashes, kind="stable")
+        self._hashes, self._ids_by_hash = hashes[order], ids[order]
+
+
+_HASH_SEED = 0x1D1A4E
+
+
+_registry = TopicRegistry()
+
+
+def current_registry() -> TopicRegistry:
+    """The process's topic registry, a fresh one once the current one is full."""
+    global _registry  # one registry per process, swapped when full
+    if len(_registry.identities) > MAX_REGISTERED_TOPICS:
+        _registry = TopicRegistry()
+    return _registry
+
+
+@dataclass(frozen=True)
+class InspectedChunk:
+    """A chunk of received messages, checked: what raw_telemetry stores of each.
+
+    `payload` is the text as received (base64 where it is not UTF-8), `refused` the verdict
+    of every invalid message by row; a valid message costs no Python object at all.
+    """
+
+    registry: TopicRegistry
+    topic_ids: npt.NDArray[np.int32]
+    message_id: pl.Series
+    payload: pl.Series
+    payload_bytes: npt.NDArray[np.int64]
+    refused: dict[int, Inspected]
+
+    def __len__(self) -> int:
+        return len(self.topic_ids)
+
+    def column(self, name: str) -> list[str | None]:
+        """One identity column (see IDENTITY_COLUMNS) row by row; for tests and small batches."""
+        position = IDENTITY_COLUMNS.index(name)
+        return [self.registry.identities[i][position] for i in self.topic_ids]
+
+    def error_columns(self) -> tuple[list[str | None], list[str | None]]:
+        """error_code and error_detail for every row (None where the message is valid)."""
+        codes: list[str | None] = [None] * len(self)
+        details: list[str | None] = [None] * len(self)
+        for index, row in self.refused.items():
+            codes[index] = row.error_code
+            details[index] = row.error_detail
+        return codes, details
+
+
+Topics = pl.Series | Sequence[str | bytes | None]
+Payloads = pl.Series | Sequence[bytes]
+
+
+def inspect_chunk(
+    topics: Topics,
+    payloads: Payloads,
+    max_payload_bytes: int,
+    claimed_devices: Sequence[str | None] | None = None,
+    registry: TopicRegistry | None = None,
+) -> InspectedChunk:
+    """Check a chunk of messages; never raises on their content.
+
+    `topics` and `payloads` come as polars string columns from a source that splits in bulk
+    (the file source), or as lists from a source that receives messages one by one.
+    `claimed_devices`: per message, the device the transport vouches for besides the topic
+    (a Kinesis partition key); a message whose topic names another device is refused.
+    """
+    registry = registry or current_registry()
+    topic_text = _topic_column(topics)
+    text, payload_bytes = _text_column(payloads)
+    topic_ids, kinds, devices = registry.resolve(topic_text)
+    accepted, message_id = screen(text.fill_null(""), kinds, devices)
+    accepted &= payload_bytes <= max_payload_bytes
+    if claimed_devices is not None:
+        claimed = pl.Series(claimed_devices, dtype=pl.String)
+        accepted &= (claimed.is_null() | (claimed == devices)).fill_null(False).to_numpy()
+    refused: dict[int, Inspected] = {}
+    rest = np.flatnonzero(~accepted)
+    if len(rest):
+        verdicts = _inspect_rows(
+            rest, topic_text, payloads, text, max_payload_bytes, claimed_devices
+        )
+        refused = {int(row): v for row, v in zip(rest, verdicts, strict=True) if v.error_code}
+        message_id = message_id.scatter(
+            rest, pl.Series([v.message_id for v in verdicts], dtype=pl.String)
+        )
+        not_utf8 = [row for row, verdict in refused.items() if verdict.payload_encoding != "utf-8"]
+        if not_utf8:
+            text = text.scatter(not_utf8, pl.Series([refused[r].payload for r in not_utf8]))
+    return InspectedChunk(registry, topic_ids, message_id, text, payload_bytes, refused)
+
+
+def _topic_column(topics: Topics) -> pl.Series:
+    if isinstance(topics, pl.Series):
+        return topics
+    return pl.Series(
+        [t.decode(errors="replace") if isinstance(t, bytes) else t for t in topics], dtype=pl.String
+    )
+
+
+def _text_column(payloads: Payloads) -> tuple[pl.Series, npt.NDArray[np.int64]]:
+    """Payload text (null where the bytes are not UTF-8) and each payload's size in bytes."""
+    if isinstance(payloads, pl.Series):
+        return payloads, payloads.str.len_bytes().to_numpy().astype(np.int64)
+    received = pl.Series(payloads, dtype=pl.Binary)
+    sizes = received.bin.size().to_numpy().astype(np.int64)
+    return received.cast(pl.String, strict=False), sizes
+
+
+def _inspect_rows(
+    rows: npt.NDArray[np.intp],
+    topics: pl.Series,
+    payloads: Payloads,
+    text: pl.Series,
+    max_payload_bytes: int,
+    claimed_devices: Sequence[str | None] | None,
+) -> list[Inspected]:
+    """The full check of the rows the screen did not vouch for."""
+    if isinstance(payloads, pl.Series):
+        received = [value.encode() for value in text.gather(rows).to_list()]
+    else:
+        received = [payloads[row] for row in rows]
+    keys = [None] * len(rows) if claimed_devices is None else [claimed_devices[r] for r in rows]
+    return [
+        inspect_message(topic, payload, max_payload_bytes, key)
+        for topic, payload, key in zip(topics.gather(rows).to_list(), received, keys, strict=True)
+    ]
