@@ -388,8 +388,8 @@ FROM buckets
 def duckdb_child(lake_root: str, out_root: str, result_path: str) -> None:
     """The 1-minute rollup of the day as one DuckDB query, read from and written to Delta.
 
-    Our compute alone (`rollup_shards`, as the asset runs it: read telemetry, aggregate in
-    device shards, no commit) is timed in the same process after it, for the compute-only
+    Our compute alone (`rollup_shards`, as the asset runs it: read telemetry an hour at a
+    time and aggregate it, no commit) is timed in the same process after it, for the compute-only
     comparison; DuckDB goes first so the RSS sampled while it runs is its own. Both read
     telemetry the day run just wrote.
     """

@@ -168,16 +168,27 @@ class Lake:
         """
         return pl.scan_pyarrow_dataset(self.dataset(spec, partitions))
 
-    def dataset(self, spec: TableSpec, partitions: Sequence[tuple[str, str, Any]]) -> ds.Dataset:
+    def dataset(
+        self,
+        spec: TableSpec,
+        partitions: Sequence[tuple[str, str, Any]],
+        *,
+        dictionary_columns: Sequence[str] = (),
+    ) -> ds.Dataset:
         """The files of some partitions as a pyarrow dataset (empty when the table is missing).
 
         For a reader that streams record batches (`Dataset.to_batches`) instead of holding
-        every row at once; partition filters as in `read_where`.
+        every row at once; partition filters as in `read_where`. `dictionary_columns` are
+        read as Arrow dictionaries, as Parquet stores them: a reader that only groups or
+        ranks them never compares their strings row by row.
         """
         table = self.open(spec)
         if table is None:
             return ds.dataset(spec.schema.empty_table())
-        return table.to_pyarrow_dataset(file_pruning_predicate=list(partitions))
+        return table.to_pyarrow_dataset(
+            file_pruning_predicate=list(partitions),
+            parquet_read_options=ds.ParquetReadOptions(dictionary_columns=list(dictionary_columns)),
+        )
 
     def replace_partition(
         self,

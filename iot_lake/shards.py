@@ -54,7 +54,11 @@ def device_shards(batches: Iterable[pa.RecordBatch], shards: int) -> Iterator[li
             writers: dict[int, ipc.RecordBatchFileWriter] = {}
             options = ipc.IpcWriteOptions(compression="lz4")
             for batch in batches:
-                frame = pl.DataFrame(pl.from_arrow(batch))
+                # Dictionary columns go back to strings: an IPC file holds one dictionary per
+                # column, and each batch read from Parquet brings its own.
+                frame = pl.DataFrame(pl.from_arrow(batch)).with_columns(
+                    pl.col(pl.Categorical).cast(pl.String)
+                )
                 shard_of = (pl.col("device_id").hash() % shards).alias(_SHARD)
                 parts = frame.with_columns(shard_of).partition_by(_SHARD, as_dict=True)
                 for (shard, *_), part in parts.items():
