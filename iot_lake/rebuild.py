@@ -8,9 +8,10 @@ in the window, and overwrite exactly that window in one Delta commit. A window o
 of a day (what the sensor requests for new data) reads raw from just before its first hour
 and overwrites those hour partitions only.
 
-"Together" means per device: a large window is split into device shards
-(`iot_lake.shards`), decoded one at a time and streamed into that one commit, so memory is
-bounded by a shard, not by the window.
+"Together" means that every copy of a message is decoded in the same chunk: a large window
+is decoded a chunk of raw rows at a time, rows whose message may have copies held back to
+the last chunk (`iot_lake.raw_chunks`), and streamed into that one commit, so memory is
+bounded by a chunk, not by the window.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY, TableSpec
 from iot_lake.lake import Lake
 from iot_lake.maintenance import first_retained_raw_day
 from iot_lake.partitions import EventWindow
-from iot_lake.shards import SHARD_MESSAGES, in_device_shards, prefetched
+from iot_lake.raw_chunks import in_raw_chunks
+from iot_lake.shards import SHARD_MESSAGES, prefetched
 from iot_lake.silver import (
     DECODER_COLUMNS,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -216,11 +218,11 @@ def decoded_shards(
     rules: SilverRules,
     shard_messages: int = SHARD_MESSAGES,
 ) -> Iterator[Iterator[pl.DataFrame]]:
-    """The window's silver rows, one device shard at a time (lazily, in the context).
+    """The window's silver rows, a chunk of raw rows at a time (lazily, in the context).
 
-    A window of at most `shard_messages` raw rows is decoded whole; a larger one is split
-    by device first (`iot_lake.shards.in_device_shards`), so memory holds one shard's raw
-    rows and readings, whatever the number of devices.
+    A window of at most `shard_messages` raw rows is decoded whole; a larger one in chunks
+    of about that many, every copy of a message in one chunk (`iot_lake.raw_chunks`), so
+    memory holds one chunk's raw rows and readings, whatever the number of devices.
     """
     partitions = window.raw_ingest_filter(rules.skew_tolerance, rules.max_lateness)
     # The rows this table can take: its message kinds, and quarantined rows (re-checked).
@@ -228,7 +230,7 @@ def decoded_shards(
     needed = _raw_ingest_expression(window, rules) & (
         pc.field("message_kind").isin(kinds) | pc.field("error_code").is_valid()
     )
-    with in_device_shards(
+    with in_raw_chunks(
         lake.dataset(RAW_TELEMETRY, partitions),
         needed,
         DECODER_COLUMNS,
