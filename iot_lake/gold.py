@@ -246,9 +246,11 @@ _ROLLUP_STEPS = {
 # Input rows above which a slice is spilled into device shards: rollup_1m takes ~0.19 KB of
 # peak memory per reading (1.8 GB for 6 hours of 1,000 devices, 7.9M), so an hour of 10,000
 # devices (13.2M) is rolled up whole in ~2.5 GB; rollup_1h ~0.75 KB per 1-minute row (4.0
-# GB for 5.3M); a day of rollup_1h is small (88k rows for 1,000 devices).
+# GB for 5.3M), so an hour of 10,000 devices (1.9M rows) is merged whole in ~1.4 GB, under
+# the telemetry step's peak, instead of being spilled; a day of rollup_1h is small (88k
+# rows for 1,000 devices).
 ROLLUP_SHARD_ROWS = {
     ROLLUP_1M.name: 16_000_000,
-    ROLLUP_1H.name: 1_500_000,
+    ROLLUP_1H.name: 4_000_000,
     ROLLUP_1D.name: 4_000_000,
 }
