@@ -113,7 +113,12 @@ def _chunks(
     held: list[pl.DataFrame] = []
     buffered: list[pl.DataFrame] = []
     buffered_rows = 0
-    for batch in dataset.to_batches(columns=list(columns), filter=rows):
+    # Little read-ahead: the scan runs beside the decoding of a chunk and the write of the
+    # one before, and pyarrow's default (16 batches of 4 files) held gigabytes of payloads.
+    scan = dataset.to_batches(
+        columns=list(columns), filter=rows, batch_readahead=2, fragment_readahead=1
+    )
+    for batch in scan:
         frame = pl.DataFrame(batch).with_columns(_held(repeated).alias("_held"))
         held.append(frame.filter("_held").drop("_held"))
         buffered.append(frame.filter(~pl.col("_held")).drop("_held"))
