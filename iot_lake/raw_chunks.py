@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -29,6 +30,7 @@ import pyarrow.dataset as ds
 from iot_lake.shards import in_device_shards
 
 _KEY = ("device_id", "message_id")
+_SCAN_BATCH_ROWS = 131_072  # pyarrow's default batch size
 
 
 def _key_hash() -> pl.Expr:
@@ -54,7 +56,7 @@ class ChunkPlan:
     per_chunk: int
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> Literal["whole", "chunks", "device_shards"]:
         """How the window is decoded: "whole", "chunks" or "device_shards"."""
         if self.rows <= self.per_chunk:
             return "whole"
@@ -113,10 +115,15 @@ def _chunks(
     held: list[pl.DataFrame] = []
     buffered: list[pl.DataFrame] = []
     buffered_rows = 0
-    # Little read-ahead: the scan runs beside the decoding of a chunk and the write of the
-    # one before, and pyarrow's default (16 batches of 4 files) held gigabytes of payloads.
+    # Batches no larger than a chunk, so that a chunk holds at most two chunks' rows; little
+    # read-ahead: the scan runs beside the decoding of a chunk and the write of the one
+    # before, and pyarrow's default (16 batches of 4 files) holds gigabytes of payloads.
     scan = dataset.to_batches(
-        columns=list(columns), filter=rows, batch_readahead=2, fragment_readahead=1
+        columns=list(columns),
+        filter=rows,
+        batch_size=min(plan.per_chunk, _SCAN_BATCH_ROWS),
+        batch_readahead=2,
+        fragment_readahead=1,
     )
     for batch in scan:
         frame = pl.DataFrame(batch).with_columns(_held(repeated).alias("_held"))
@@ -128,6 +135,5 @@ def _chunks(
             buffered, buffered_rows = [], 0
     if buffered_rows:
         yield part(pl.concat(buffered).lazy())
-    kept = pl.concat(held) if held else None
-    if kept is not None and kept.height:
-        yield part(kept.lazy())
+    if held and (last := pl.concat(held)).height:
+        yield part(last.lazy())

@@ -72,9 +72,11 @@ def table_rows(lake: Lake, spec: TableSpec) -> pl.DataFrame:
     return lake.read(spec).sort(*spec.key_columns)
 
 
-# Raw rows per chunk, and how a window of the fleet below is then decoded: its held rows
-# (quarantined, or sharing a key hash with another row) are ~800, so 400-row chunks cannot
-# hold them and the window is split by device; 1,000-row chunks can.
+# Raw rows per chunk, and how all raw rows of the fleet below would be decoded: their held
+# rows (quarantined, or sharing a key hash with another row) are ~800, so 400-row chunks
+# cannot hold them and the window is split by device; 1,000-row chunks can. The redelivered
+# copies are in a later commit than their originals, so with 1,000-row chunks they are
+# decoded in other chunks unless they are held back (a test without the hold fails).
 CHUNKINGS = [
     pytest.param(SMALL_SHARDS, "device_shards", id="device-shards"),
     pytest.param(1000, "chunks", id="chunks"),
