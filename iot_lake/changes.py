@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.dataset as ds
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
@@ -87,8 +86,13 @@ def files_added_since(lake: Lake, spec: TableSpec, after_version: int | None) ->
         reason = f"the log no longer holds the snapshot of version {after_version}"
         return AddedFiles(None, latest, current, reason)
     before = _file_paths(walker)
+    # Only a rewrite (compaction) needs the snapshots on either side of it: between two
+    # rewrites every new file is an append. The consumer compacts now and then, so a tick
+    # over 180 commits loads a handful of snapshots instead of 180 (9 s at 4,320 files).
+    rewrites = sorted(v for v, operation in operations.items() if operation in _NO_DATA_CHANGE)
+    stops = sorted({*(v for r in rewrites for v in (r - 1, r)), latest} - {after_version})
     added: set[str] = set()
-    for version in range(after_version + 1, latest + 1):
+    for version in stops:
         walker.load_as_version(version)
         now = _file_paths(walker)
         new, gone = now - before, before - now
@@ -104,21 +108,14 @@ def read_added(lake: Lake, spec: TableSpec, added: AddedFiles, columns: list[str
     """The rows of the added files, as of `added.to_version` (partition columns included).
 
     Read at that version, not the latest: a compaction committed since would have replaced
-    the files listed.
+    the files listed. Polars' own reader takes 1.0 s for the 4.2M raw rows of an hour of
+    10,000 devices, a pyarrow dataset converted to polars 6.4 s.
     """
     if not added.paths:
         return pl.DataFrame(spec.schema.empty_table().select(columns))
     uri = lake.table_uri(spec)
     table = DeltaTable(uri, version=added.to_version, storage_options=lake.storage_options)
-    dataset = table.to_pyarrow_dataset()
-    assert isinstance(dataset, ds.FileSystemDataset)
-    fragments = [part for part in dataset.get_fragments() if part.path in added.paths]
-    subset = ds.FileSystemDataset(
-        fragments, dataset.schema, dataset.format, filesystem=dataset.filesystem
-    )
-    frame = pl.from_arrow(subset.to_table(columns=columns))
-    assert isinstance(frame, pl.DataFrame)
-    return frame
+    return lake.read_files(spec, table, sorted(added.paths)).select(columns).collect()
 
 
 def _file_paths(table: DeltaTable) -> frozenset[str]:

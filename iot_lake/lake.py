@@ -160,13 +160,45 @@ class Lake:
     def read_where(
         self, spec: TableSpec, partitions: Sequence[tuple[str, str, Any]]
     ) -> pl.LazyFrame:
-        """The rows of some partitions only, lazily: files of other partitions are never read.
+        """The rows of the files some filters keep, lazily: no other file is opened.
 
-        `partitions` are filters on partition columns (`("ingest_date", ">=", "2026-11-01")`,
-        all must hold), applied to the table's file list before any Parquet is opened, so
-        reading a week of raw costs the same whatever the table's history.
+        `partitions` are Delta file filters (`("ingest_date", ">=", "2026-11-01")`, all must
+        hold) on partition columns, or on columns whose min/max the log keeps per file;
+        delta-rs applies them to the table's file list, so reading a week of raw costs the
+        same whatever the table's history.
+
+        The files are read by polars' own Parquet reader, not through a pyarrow dataset:
+        it reads a filter's columns first and the others only where rows match, and it
+        skips the copy through pyarrow. The late-data ledger's scan of half a day of
+        10,000 devices (its filter matches no row) went from 15.1 s to 0.5 s.
         """
-        return pl.scan_pyarrow_dataset(self.dataset(spec, partitions))
+        table = self.open(spec)
+        if table is None:
+            return pl.DataFrame(spec.schema.empty_table()).lazy()
+        filters = list(partitions) or None
+        return self.read_files(spec, table, table.file_uris(file_pruning_predicate=filters))
+
+    def read_files(self, spec: TableSpec, table: DeltaTable, files: Sequence[str]) -> pl.LazyFrame:
+        """Some data files of a table's snapshot, lazily, partition columns included.
+
+        `files` are absolute URIs (`DeltaTable.file_uris`) or paths relative to the table
+        root (add actions).
+        """
+        empty = pl.DataFrame(spec.schema.empty_table())
+        if not files:
+            return empty.lazy()
+        root = table.table_uri.removeprefix("file://").rstrip("/")
+        uris = [
+            name if "://" in name or name.startswith("/") else f"{root}/{name}" for name in files
+        ]
+        hive = {name: empty.schema[name] for name in spec.partition_by}
+        scan = pl.scan_parquet(
+            uris,
+            hive_partitioning=bool(hive),
+            hive_schema=hive or None,
+            storage_options=self.storage_options or None,
+        )
+        return scan.select(spec.column_names)
 
     def dataset(
         self,

@@ -28,7 +28,13 @@ def test_raw_ingest_days_cover_skew_ahead_and_lateness_behind(max_lateness, firs
 
     filters = window.raw_ingest_filter(SKEW, max_lateness)
 
-    assert filters == [("ingest_date", ">=", first), ("ingest_date", "<=", last)]
+    first_ingest, after_ingest = window.raw_ingest_span(SKEW, max_lateness)
+    assert filters == [
+        ("ingest_date", ">=", first),
+        ("ingest_date", "<=", last),
+        ("ingest_time", ">=", first_ingest),
+        ("ingest_time", "<", after_ingest),
+    ]
 
 
 def test_raw_ingest_rows_keep_exactly_the_span():
