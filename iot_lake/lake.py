@@ -200,6 +200,43 @@ class Lake:
         )
         return scan.select(spec.column_names)
 
+    def file_groups(
+        self, spec: TableSpec, partitions: Sequence[tuple[str, str, Any]], rows_per_group: int
+    ) -> list[pl.LazyFrame]:
+        """The files the filters keep (as in `read_where`), in groups of about so many rows.
+
+        Each group is whole files, read lazily as `read_where` reads them, in the order the
+        log lists them; a group holds at least `rows_per_group` rows by the log's counts
+        (the last group fewer), one file more at most. For a reader that takes a large
+        window a group at a time.
+        """
+        table = self.open(spec)
+        if table is None:
+            return []
+        kept = table.file_uris(file_pruning_predicate=list(partitions) or None)
+        root = table.table_uri.removeprefix("file://").rstrip("/") + "/"
+        actions = pa.table(table.get_add_actions(flatten=True))
+        counts = dict(
+            zip(
+                actions.column("path").to_pylist(),
+                actions.column("num_records").to_pylist(),
+                strict=True,
+            )
+        )
+        groups: list[list[str]] = []
+        current: list[str] = []
+        rows = 0
+        for uri in kept:
+            current.append(uri)
+            # A file whose count the log lacks is taken as a group by itself.
+            rows += counts.get(uri.removeprefix(root)) or rows_per_group
+            if rows >= rows_per_group:
+                groups.append(current)
+                current, rows = [], 0
+        if current:
+            groups.append(current)
+        return [self.read_files(spec, table, group) for group in groups]
+
     def dataset(
         self,
         spec: TableSpec,

@@ -226,13 +226,19 @@ def decoded_shards(
     """
     partitions = window.raw_ingest_filter(rules.skew_tolerance, rules.max_lateness)
     # The rows this table can take: its message kinds, and quarantined rows (re-checked).
-    kinds = pa.array(MESSAGE_KINDS_OF[spec.name], pa.string())
-    needed = _raw_ingest_expression(window, rules) & (
-        pc.field("message_kind").isin(kinds) | pc.field("error_code").is_valid()
+    kinds = MESSAGE_KINDS_OF[spec.name]
+    needed = window.raw_ingest_rows(rules.skew_tolerance, rules.max_lateness) & (
+        pl.col("message_kind").is_in(kinds) | pl.col("error_code").is_not_null()
+    )
+    groups = lake.file_groups(RAW_TELEMETRY, partitions, shard_messages)
+    needed_pa = _raw_ingest_expression(window, rules) & (
+        pc.field("message_kind").isin(pa.array(kinds, pa.string()))
+        | pc.field("error_code").is_valid()
     )
     with in_raw_chunks(
+        [group.filter(needed) for group in groups],
         lake.dataset(RAW_TELEMETRY, partitions),
-        needed,
+        needed_pa,
         DECODER_COLUMNS,
         shard_messages,
         whole=lambda: decode_window(spec, raw_rows_for(lake, window, rules), window, rules),

@@ -11,7 +11,6 @@ from datetime import date, timedelta
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 from deltalake.exceptions import CommitFailedError
 from polars.testing import assert_frame_equal
@@ -43,13 +42,13 @@ DAY = EventWindow.day(date(2026, 11, 1))
 SMALL_SHARDS = 400  # raw rows per shard: the fleet below is split into about 8
 
 
-def land(lake: Lake, messages: list[SimMessage], delay_us: int) -> None:
+def land(lake: Lake, messages: list[SimMessage], delay_us: int, first: int = 0) -> None:
     batch = RawBatch("test", "test", 64 * 1024)
     batch.extend(
         [m.topic for m in messages],
         [m.payload for m in messages],
         [m.sim_ms * 1000 + delay_us for m in messages],
-        [f"{delay_us}-{i}" for i in range(len(messages))],
+        [f"{delay_us}-{first + i}" for i in range(len(messages))],
     )
     lake.append(RAW_TELEMETRY, batch.to_arrow())
 
@@ -62,8 +61,13 @@ def messages() -> list[SimMessage]:
 
 
 def landed(lake: Lake, messages: list[SimMessage]) -> Lake:
-    """The messages in raw, and a tenth of them again in a later commit (redelivered)."""
-    land(lake, messages, 150_000)
+    """The messages in raw (six commits), and a tenth of them again in a later commit.
+
+    Chunks are groups of whole raw files: several files, so that chunks split the
+    redelivered copies from their originals.
+    """
+    for start in range(0, len(messages), 500):
+        land(lake, messages[start : start + 500], 150_000, start)
     land(lake, messages[::10], 2_000_000)
     return lake
 
@@ -92,8 +96,7 @@ def test_a_rebuild_in_chunks_writes_the_same_table_as_one_chunk(
     sharded = landed(Lake(str(tmp_path / "sharded")), messages)
     raw = whole.read(RAW_TELEMETRY)
     assert shard_count(raw.height, per_chunk) > 2
-    dataset = whole.dataset(RAW_TELEMETRY, [])
-    plan = plan_chunks(dataset, pc.field("ingest_time").is_valid(), per_chunk)
+    plan = plan_chunks(whole.file_groups(RAW_TELEMETRY, [], per_chunk), per_chunk)
     assert (plan.rows, plan.mode) == (raw.height, mode)
 
     one = rebuild_silver(whole, spec, DAY, RULES)
