@@ -15,6 +15,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -171,22 +172,47 @@ def rollup_shards(
     columns = list(step.columns)
 
     def slices() -> Iterator[pl.DataFrame]:
-        for rows in _slices(dataset, step.source, window):
-            whole = partial(_roll_table, step, dataset, columns, rows)
-            with in_device_shards(dataset, rows, columns, shard_rows, whole, step.roll) as parts:
+        for piece in _slices(dataset, step.source, window):
+            whole = partial(_roll_slice, step, lake, dataset, columns, piece)
+            with in_device_shards(
+                dataset, piece.rows, columns, shard_rows, whole, step.roll
+            ) as parts:
                 yield from parts
 
     yield slices()
 
 
-def _roll_table(
-    step: RollupStep, dataset: ds.Dataset, columns: list[str], rows: pc.Expression
+@dataclass(frozen=True)
+class _Slice:
+    """One slice of a window's rows of a level, in both readers' terms.
+
+    `rows` as a pyarrow filter; `partitions` as Delta file filters, with `keep` as a polars
+    row filter on top.
+    """
+
+    rows: pc.Expression
+    partitions: list[tuple[str, str, Any]]
+    keep: pl.Expr
+
+
+def _roll_slice(
+    step: RollupStep, lake: Lake, dataset: ds.Dataset, columns: list[str], piece: _Slice
 ) -> pl.DataFrame:
-    return step.roll(dataset.to_table(columns=columns, filter=rows))
+    """One slice rolled up whole.
+
+    A level read as plain columns (rollup_1h, rollup_1d) is read by polars' own reader: an
+    hour of 10,000 devices' 1-minute rows (2.2M) in 0.05 s, against 0.5 s through pyarrow
+    and a conversion. rollup_1m reads telemetry's key columns as Arrow dictionaries (its
+    ranks come from them), which only the pyarrow scan gives.
+    """
+    if step.dictionary_columns:
+        return step.roll(dataset.to_table(columns=columns, filter=piece.rows))
+    rows = lake.read_where(step.source, piece.partitions).filter(piece.keep).select(columns)
+    return step.roll(rows)
 
 
-def _slices(dataset: ds.Dataset, source: TableSpec, window: EventWindow) -> list[pc.Expression]:
-    """Filters splitting the window's rows of `source` into its hours (those with rows).
+def _slices(dataset: ds.Dataset, source: TableSpec, window: EventWindow) -> list[_Slice]:
+    """The window's rows of `source` split into its hours (those with rows).
 
     An hour at a time rather than several: rolling up 12 hours of 1,000 devices at once
     took 10.3 s for the day, an hour at a time 8.3 s (the arrays of one hour stay small).
@@ -197,13 +223,19 @@ def _slices(dataset: ds.Dataset, source: TableSpec, window: EventWindow) -> list
         rows = (pc.field(column) >= pa.scalar(window.start)) & (
             pc.field(column) < pa.scalar(window.end)
         )
-        return [rows]
+        keep = pl.col(column).is_between(window.start, window.end, closed="left")
+        return [_Slice(rows, list(window.whole_days().partition_filters(column)), keep)]
     hours = {
         (keys[column], keys[hour_column])
         for keys in map(ds.get_partition_keys, _partition_expressions(dataset))
     }
     return [
-        (pc.field(column) == pa.scalar(day)) & (pc.field(hour_column) == pa.scalar(hour, pa.int8()))
+        _Slice(
+            (pc.field(column) == pa.scalar(day))
+            & (pc.field(hour_column) == pa.scalar(hour, pa.int8())),
+            [(column, "=", day.isoformat()), (hour_column, "=", str(hour))],
+            pl.lit(True),
+        )
         for day in window.days()
         for hour in window.hours or range(24)
         if (day, hour) in hours
