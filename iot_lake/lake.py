@@ -7,7 +7,7 @@ The lake root is a URI (`.lake` or `s3://bucket/prefix`); every table is a Delta
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_delt
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from iot_lake.catalog import QUARANTINE_PREDICATE, RAW_TELEMETRY, TableSpec
+from iot_lake.delta_files import commit_overwrite, output_filesystem, write_partition_files
 from iot_lake.settings import Settings
 
 
@@ -292,6 +293,37 @@ class Lake:
         self._check_columns(spec, table)
         write_deltalake(table, data.cast(spec.schema), mode="overwrite", predicate=predicate)
         return table.version()  # the table object now stands at this write's commit
+
+    def overwrite_partitions(
+        self,
+        spec: TableSpec,
+        frames: Iterable[pl.DataFrame],
+        partition_filters: Sequence[tuple[str, str, Any]],
+        *,
+        read_version: int,
+    ) -> int:
+        """Replace whole partitions with the frames' rows, in one commit; the new version.
+
+        What `replace_partition` does for a predicate on partition columns, with the files
+        written by polars (`iot_lake.delta_files`: several cores instead of one). The frames
+        are written as they come, so a producer computing them one at a time never holds
+        the whole window; fenced against `read_version` the same way.
+        """
+        uri = self.table_uri(spec)
+        table = DeltaTable(uri, version=read_version, storage_options=self.storage_options)
+        self._check_columns(spec, table)
+        schema = pl.DataFrame(spec.schema.empty_table()).schema
+        filesystem, path = output_filesystem(uri, self.storage_options)
+        actions = []
+        for frame in frames:
+            rows = frame.select(
+                pl.col(name) if frame.schema.get(name) == dtype else pl.col(name).cast(dtype)
+                for name, dtype in schema.items()
+            )
+            actions += write_partition_files(filesystem, path, spec, rows)
+        return commit_overwrite(
+            uri, self.storage_options, spec, actions, partition_filters, read_version
+        )
 
     def _check_columns(self, spec: TableSpec, table: DeltaTable) -> None:
         """Refuse to write a table created before the catalog's columns changed, saying so.

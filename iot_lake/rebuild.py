@@ -189,16 +189,25 @@ def overwrite_in_shards(
         read_version = lake.ensure_table(spec).version()
         with open_shards() as shards:
             written = _Written(sample_rows, empty_frame(spec))
-            rows = pa.RecordBatchReader.from_batches(
-                empty_frame(spec).to_arrow().schema, _batches(prefetched(shards), written)
-            )
             try:
-                version = lake.replace_partition(
-                    spec,
-                    rows,
-                    window.predicate(date_column, spec.hour_column),
-                    read_version=read_version,
-                )
+                if _whole_partitions(spec, window, date_column):
+                    by_hour = spec.hour_column if window.hours is not None else None
+                    version = lake.overwrite_partitions(
+                        spec,
+                        _inside(prefetched(shards), written, window, date_column, spec),
+                        window.partition_filters(date_column, by_hour),
+                        read_version=read_version,
+                    )
+                else:
+                    rows = pa.RecordBatchReader.from_batches(
+                        empty_frame(spec).to_arrow().schema, _batches(prefetched(shards), written)
+                    )
+                    version = lake.replace_partition(
+                        spec,
+                        rows,
+                        window.predicate(date_column, spec.hour_column),
+                        read_version=read_version,
+                    )
             except CommitFailedError:
                 if attempt >= max_attempts:
                     raise
@@ -260,6 +269,38 @@ class _Written:
         missing = self.sample_rows - self.sample.height
         if missing > 0:
             self.sample = pl.concat([self.sample, shard.head(missing)])
+
+
+def _whole_partitions(spec: TableSpec, window: EventWindow, date_column: str) -> bool:
+    """Whether the window is a set of whole partitions of the table (its days, and hours)."""
+    if date_column not in spec.partition_by:
+        return False
+    return window.hours is None or spec.hour_column in spec.partition_by
+
+
+def _inside(
+    shards: Iterator[pl.DataFrame],
+    written: _Written,
+    window: EventWindow,
+    date_column: str,
+    spec: TableSpec,
+) -> Iterator[pl.DataFrame]:
+    """Each shard, counted, once checked to hold rows of the window only.
+
+    A partition overwrite replaces the window's partitions; a row outside them would land
+    in a partition the commit does not replace, beside its rows (delta-rs refuses such a
+    row in a predicate overwrite, and so does this).
+    """
+    keep = window.contains(date_column, spec.hour_column)
+    for shard in shards:
+        outside = shard.height - shard.filter(keep).height
+        if outside:
+            raise ValueError(
+                f"{spec.name}: {outside} rows to write fall outside {window.label}; nothing "
+                "was committed"
+            )
+        written.add(shard)
+        yield shard
 
 
 def _batches(shards: Iterator[pl.DataFrame], written: _Written) -> Iterator[pa.RecordBatch]:

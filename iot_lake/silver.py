@@ -269,8 +269,21 @@ def with_event_time(
 
 def conform(frame: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
     """The frame with exactly the table's columns, in order, with the catalog's dtypes."""
-    schema = empty_frame(spec).schema
-    return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+    return frame.select(_as_table(frame, spec))
+
+
+def _as_table(frame: pl.DataFrame, spec: TableSpec) -> list[pl.Expr]:
+    """The table's columns in order, cast where the frame's dtype differs.
+
+    A cast is skipped where it would change nothing: on a frame concatenated from parts
+    each one still costs ~25 ms per million rows, which on 173 chunks of the 10,000-device
+    day was 14 s of telemetry's decoding.
+    """
+    have = frame.schema
+    return [
+        pl.col(name) if have.get(name) == dtype else pl.col(name).cast(dtype)
+        for name, dtype in empty_frame(spec).schema.items()
+    ]
 
 
 def empty_frame(spec: TableSpec) -> pl.DataFrame:

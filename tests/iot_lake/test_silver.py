@@ -479,3 +479,34 @@ def test_simulated_fleet_decodes_every_reading_once():
     assert_rows(decoded.select(want.columns), want)
     assert set(decoded.get_column("time_source")) == {"device", "ingest"}
     assert "degF" in set(decoded.get_column("reported_unit"))
+
+
+@pytest.mark.parametrize(
+    "metrics_text",
+    [
+        '{"rssi":-61}',
+        '{ "rssi" : -6.1e1 }',
+        '{"rss\\u0069":-61}',
+        '{"rssi":-61,"rssi":-61}',
+    ],
+    ids=["compact", "spaced", "escaped-name", "repeated-name"],
+)
+def test_metric_names_are_found_in_any_valid_form(metrics_text):
+    """Names are read from the payload text where that is exact, else by a JSON parser."""
+    topic, _ = env_reading({})
+    head = '{"device_id":"env-1","message_id":"env-1-1","ts":%d,"type":"env_sensor","fw":"1.4.2"'
+    payload = (head % ms(T0) + f',"metrics":{metrics_text}}}').encode()
+    other_topic, other_payload = env_reading({"humidity": 40.0}, message_id="env-1-2")
+    raw = land((topic, payload, T0 + LATENCY), (other_topic, other_payload, T0 + LATENCY))
+    assert raw.get_column("error_code").is_null().all()
+
+    decoded = decode_telemetry(raw, SKEW).select("message_id", "metric", "reported_value")
+
+    want = pl.DataFrame(
+        {
+            "message_id": ["env-1-1", "env-1-2"],
+            "metric": ["rssi", "humidity"],
+            "reported_value": [-61.0, 40.0],
+        }
+    )
+    assert_rows(decoded, want)

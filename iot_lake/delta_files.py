@@ -1,0 +1,205 @@
+"""Overwrite whole partitions of a Delta table with Parquet files polars writes, in one commit.
+
+delta-rs' writer encodes a stream of rows on one core: about 2.2M telemetry rows a second,
+half of the silver step's time on the 10,000-device day. Polars encodes a file's columns in
+parallel (an hour of 10,000 devices, 13.2M readings, in 2.3 s against delta-rs' 6 s). So
+a rebuild whose window is a set of whole partitions writes each partition of each shard
+as a file with polars, logs with it the statistics delta-rs would log (row count, null
+counts, min and max per column), and commits the files with
+`DeltaTable.create_write_transaction` in overwrite mode over the window's partitions: one
+commit, the same Delta table as delta-rs writes, and the same fence (`commit_overwrite`):
+a rewrite of those partitions after the version the inputs were read at makes it fail
+with CommitFailedError.
+
+Statistics err on the safe side, so a reader pruning files by them never skips a row:
+timestamps are rounded outwards to the millisecond the log keeps, and a column's min and
+max are left out where they cannot be exact (NaN or infinite floats, strings over 64
+characters).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import polars as pl
+import pyarrow.fs as pafs
+from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError
+from deltalake.transaction import AddAction, CommitProperties
+
+from iot_lake.catalog import TableSpec
+
+_MAX_STRING_STAT = 64
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def write_partition_files(
+    filesystem: pafs.FileSystem, table_path: str, spec: TableSpec, rows: pl.DataFrame
+) -> list[AddAction]:
+    """Write the rows as one Parquet file per partition under the table; their add actions."""
+    if rows.is_empty():
+        return []
+    keys = list(spec.partition_by)
+    parts = rows.partition_by(keys, as_dict=True, include_key=False) if keys else {(): rows}
+    actions = []
+    for values, part in parts.items():
+        partition = {key: _partition_value(value) for key, value in zip(keys, values, strict=True)}
+        directory = "/".join(
+            f"{key}={quote(value or '__HIVE_DEFAULT_PARTITION__')}"
+            for key, value in partition.items()
+        )
+        relative = f"{directory}/part-{uuid.uuid4()}.snappy.parquet".lstrip("/")
+        buffer = io.BytesIO()
+        part.write_parquet(buffer, compression="snappy", statistics=True)
+        data = buffer.getvalue()
+        target = f"{table_path}/{relative}"
+        filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        with filesystem.open_output_stream(target) as stream:
+            stream.write(data)
+        actions.append(
+            AddAction(
+                path=relative,
+                size=len(data),
+                partition_values=partition,
+                modification_time=int(time.time() * 1000),
+                data_change=True,
+                stats=file_stats(part),
+            )
+        )
+    return actions
+
+
+def commit_overwrite(
+    table_uri: str,
+    storage_options: dict[str, str],
+    spec: TableSpec,
+    actions: Sequence[AddAction],
+    partition_filters: Sequence[tuple[str, str, Any]],
+    read_version: int,
+    *,
+    attempts: int = 20,
+) -> int:
+    """Replace the files of the filtered partitions with the added ones; the new version.
+
+    The rows were computed from the table at `read_version`. delta-rs' conflict check
+    does not see that a partition overwrite read its partitions (a transaction it did not
+    write itself records no read predicate), so two first builds of one hour would both
+    commit, and the hour hold both. The fence is kept here instead: the commit is made
+    on the latest version only while the partitions still hold the files they held at
+    `read_version`, and with no commit retry, so a commit landing between the check and
+    ours fails ours and the check runs again. When the partitions changed, CommitFailedError
+    says the rows must be computed again.
+    """
+    filters = list(partition_filters)
+    read = DeltaTable(table_uri, version=read_version, storage_options=storage_options)
+    files_read = set(read.file_uris(file_pruning_predicate=filters or None))
+    for _ in range(attempts):
+        latest = DeltaTable(table_uri, storage_options=storage_options)
+        if set(latest.file_uris(file_pruning_predicate=filters or None)) != files_read:
+            raise CommitFailedError(
+                f"{spec.name}: the partitions were rewritten after version {read_version}"
+            )
+        try:
+            latest.create_write_transaction(
+                list(actions),
+                mode="overwrite",
+                schema=spec.schema,
+                partition_by=list(spec.partition_by),
+                partition_filters=filters,
+                commit_properties=CommitProperties(max_commit_retries=0),
+            )
+        except CommitFailedError:
+            continue  # a commit (of any partition) took the next version first: check again
+        return latest.version() + 1
+    raise CommitFailedError(f"{spec.name}: {attempts} commits lost the race for a version")
+
+
+def file_stats(rows: pl.DataFrame) -> str:
+    """The Delta log statistics of a file holding these rows (partition columns excluded)."""
+    nulls = rows.null_count().row(0, named=True)
+    ordered = {
+        name: dtype
+        for name, dtype in rows.schema.items()
+        if dtype.is_numeric() or dtype in (pl.String, pl.Date) or isinstance(dtype, pl.Datetime)
+    }
+    extremes = rows.select(
+        *(pl.col(name).min().alias(f"min.{name}") for name in ordered),
+        *(pl.col(name).max().alias(f"max.{name}") for name in ordered),
+    ).row(0, named=True)
+    minimum: dict[str, object] = {}
+    maximum: dict[str, object] = {}
+    for name, dtype in ordered.items():
+        low, high = extremes[f"min.{name}"], extremes[f"max.{name}"]
+        if low is None or high is None or not _exact(rows, name, dtype, low, high):
+            continue
+        minimum[name], maximum[name] = _stat(low, up=False), _stat(high, up=True)
+    return json.dumps(
+        {
+            "numRecords": rows.height,
+            "minValues": minimum,
+            "maxValues": maximum,
+            "nullCount": {name: int(count) for name, count in nulls.items()},
+        }
+    )
+
+
+def _exact(rows: pl.DataFrame, name: str, dtype: pl.DataType, low: object, high: object) -> bool:
+    """Whether a column's min and max can be logged as bounds every reader agrees with."""
+    if dtype.is_float():
+        finite = all(isinstance(v, float) and math.isfinite(v) for v in (low, high))
+        return finite and not bool(rows.get_column(name).is_nan().any())
+    if isinstance(low, str) and isinstance(high, str):
+        return max(len(low), len(high)) <= _MAX_STRING_STAT
+    return isinstance(low, (int, float, date, datetime))
+
+
+def _stat(value: object, *, up: bool) -> object:
+    """A value as the Delta log writes it; timestamps rounded outwards to the millisecond."""
+    if isinstance(value, datetime):
+        floor = value.replace(microsecond=value.microsecond // 1000 * 1000)
+        moment = floor + _ONE_MS if up and floor != value else floor
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _partition_value(value: object) -> str | None:
+    """A partition value as the Delta log and the directory name spell it."""
+    if value is None:
+        return None
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def output_filesystem(
+    table_uri: str, storage_options: dict[str, str]
+) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem that writes under a table, and the table's path in it.
+
+    Local tables take the local filesystem; `s3://` ones an S3 filesystem configured from
+    the same storage options delta-rs and polars get (endpoint, region, credentials).
+    """
+    if not table_uri.startswith("s3://"):
+        return pafs.LocalFileSystem(), table_uri.removeprefix("file://").rstrip("/")
+    endpoint = storage_options.get("AWS_ENDPOINT_URL", "")
+    scheme, _, host = endpoint.partition("://")
+    s3 = pafs.S3FileSystem(
+        access_key=storage_options.get("AWS_ACCESS_KEY_ID"),
+        secret_key=storage_options.get("AWS_SECRET_ACCESS_KEY"),
+        session_token=storage_options.get("AWS_SESSION_TOKEN"),
+        region=storage_options.get("AWS_REGION"),
+        endpoint_override=host or None,
+        scheme=scheme or "https",
+        force_virtual_addressing=storage_options.get("AWS_VIRTUAL_HOSTED_STYLE_REQUEST") == "true",
+    )
+    return s3, table_uri.removeprefix("s3://").rstrip("/")
