@@ -102,7 +102,7 @@ def in_device_shards(
 def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
     """The items of an iterator, each computed in a background thread up to `depth` ahead.
 
-    A rebuild's writer (delta-rs, whose Parquet encoding of a stream runs on one core) then
+    A rebuild's writer (polars, or delta-rs for a window that is not whole partitions) then
     writes shard k while shard k+1 is decoded or rolled up (DuckDB and polars, native code
     that releases the GIL), so both cores work instead of taking turns. Memory grows by the
     `depth` results held. An error in the producer is raised here, in order. When the
