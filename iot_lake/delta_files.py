@@ -48,7 +48,7 @@ def write_partition_files(
     if rows.is_empty():
         return []
     keys = list(spec.partition_by)
-    parts = rows.partition_by(keys, as_dict=True, include_key=False) if keys else {(): rows}
+    parts = _partitions(rows, keys)
     actions = []
     for values, part in parts.items():
         partition = {key: _partition_value(value) for key, value in zip(keys, values, strict=True)}
@@ -75,6 +75,24 @@ def write_partition_files(
             )
         )
     return actions
+
+
+def _partitions(rows: pl.DataFrame, keys: list[str]) -> dict[tuple[object, ...], pl.DataFrame]:
+    """The rows of each partition, keyed by its values, partition columns dropped.
+
+    Most shards hold one partition (an hour of readings, an hour of rollup): that one is
+    the rows themselves, not a copy made by `partition_by`.
+    """
+    if not keys:
+        return {(): rows}
+    bounds = rows.select(
+        *(pl.col(key).min().alias(f"min.{key}") for key in keys),
+        *(pl.col(key).max().alias(f"max.{key}") for key in keys),
+    )
+    low, high = bounds.row(0)[: len(keys)], bounds.row(0)[len(keys) :]
+    if low == high and rows.select(pl.any_horizontal(pl.col(keys).is_null()).any()).item() is False:
+        return {tuple(low): rows.drop(keys)}
+    return rows.partition_by(keys, as_dict=True, include_key=False)
 
 
 def commit_overwrite(
