@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import polars as pl
 import pyarrow as pa
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
@@ -367,3 +368,23 @@ def table_spec(name: str) -> TableSpec:
     except KeyError:
         known = ", ".join(sorted(CATALOG))
         raise KeyError(f"unknown table {name!r}; the catalog has: {known}") from None
+
+
+def empty_frame(spec: TableSpec) -> pl.DataFrame:
+    """No rows, the table's schema, as polars: what a step returns with nothing to do."""
+    frame = pl.from_arrow(spec.schema.empty_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def conform(frame: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
+    """The frame with exactly the table's columns, in order, with the catalog's dtypes.
+
+    Columns already of their dtype are taken as they are: the lake's writer conforms
+    every frame it writes, most of them conformed once already by the step that made them.
+    """
+    have = frame.schema
+    return frame.select(
+        pl.col(name) if have.get(name) == dtype else pl.col(name).cast(dtype)
+        for name, dtype in empty_frame(spec).schema.items()
+    )

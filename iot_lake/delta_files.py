@@ -96,37 +96,35 @@ def _partitions(rows: pl.DataFrame, keys: list[str]) -> dict[tuple[object, ...],
 
 
 def commit_overwrite(
-    table_uri: str,
-    storage_options: dict[str, str],
+    table: DeltaTable,
     spec: TableSpec,
     actions: Sequence[AddAction],
     partition_filters: Sequence[tuple[str, str, Any]],
-    read_version: int,
     *,
     attempts: int = 20,
 ) -> int:
     """Replace the files of the filtered partitions with the added ones; the new version.
 
-    The rows were computed from the table at `read_version`. delta-rs' conflict check
-    does not see that a partition overwrite read its partitions (a transaction it did not
-    write itself records no read predicate), so two first builds of one hour would both
-    commit, and the hour hold both. The fence is kept here instead: the commit is made
-    on the latest version only while the partitions still hold the files they held at
-    `read_version`, and with no commit retry, so a commit landing between the check and
-    ours fails ours and the check runs again. When the partitions changed, CommitFailedError
-    says the rows must be computed again.
+    The rows were computed from `table` at its version (it is moved to the latest version
+    here). delta-rs' conflict check does not see that a partition overwrite read its
+    partitions (a transaction it did not write itself records no read predicate), so two
+    first builds of one hour would both commit, and the hour hold both. The fence is kept
+    here instead: the commit is made on the latest version only while the partitions
+    still hold the files they held at the read version, and with no commit retry, so a
+    commit landing between the check and ours fails ours and the check runs again. When
+    the partitions changed, CommitFailedError says the rows must be computed again.
     """
     filters = list(partition_filters)
-    read = DeltaTable(table_uri, version=read_version, storage_options=storage_options)
-    files_read = set(read.file_uris(file_pruning_predicate=filters or None))
+    read_version = table.version()
+    files_read = set(table.file_uris(file_pruning_predicate=filters or None))
     for _ in range(attempts):
-        latest = DeltaTable(table_uri, storage_options=storage_options)
-        if set(latest.file_uris(file_pruning_predicate=filters or None)) != files_read:
+        table.update_incremental()
+        if set(table.file_uris(file_pruning_predicate=filters or None)) != files_read:
             raise CommitFailedError(
                 f"{spec.name}: the partitions were rewritten after version {read_version}"
             )
         try:
-            latest.create_write_transaction(
+            table.create_write_transaction(
                 list(actions),
                 mode="overwrite",
                 schema=spec.schema,
@@ -136,7 +134,7 @@ def commit_overwrite(
             )
         except CommitFailedError:
             continue  # a commit (of any partition) took the next version first: check again
-        return latest.version() + 1
+        return table.version() + 1
     raise CommitFailedError(f"{spec.name}: {attempts} commits lost the race for a version")
 
 
@@ -148,15 +146,17 @@ def file_stats(rows: pl.DataFrame) -> str:
         for name, dtype in rows.schema.items()
         if dtype.is_numeric() or dtype in (pl.String, pl.Date) or isinstance(dtype, pl.Datetime)
     }
+    floats = [name for name in ordered if ordered[name].is_float()]
     extremes = rows.select(
         *(pl.col(name).min().alias(f"min.{name}") for name in ordered),
         *(pl.col(name).max().alias(f"max.{name}") for name in ordered),
+        *(pl.col(name).is_nan().any().alias(f"nan.{name}") for name in floats),
     ).row(0, named=True)
     minimum: dict[str, object] = {}
     maximum: dict[str, object] = {}
-    for name, dtype in ordered.items():
+    for name in ordered:
         low, high = extremes[f"min.{name}"], extremes[f"max.{name}"]
-        if low is None or high is None or not _exact(rows, name, dtype, low, high):
+        if not _exact(low, high, nan=bool(extremes.get(f"nan.{name}"))):
             continue
         minimum[name], maximum[name] = _stat(low, up=False), _stat(high, up=True)
     return json.dumps(
@@ -169,14 +169,13 @@ def file_stats(rows: pl.DataFrame) -> str:
     )
 
 
-def _exact(rows: pl.DataFrame, name: str, dtype: pl.DataType, low: object, high: object) -> bool:
+def _exact(low: object, high: object, *, nan: bool) -> bool:
     """Whether a column's min and max can be logged as bounds every reader agrees with."""
-    if dtype.is_float():
-        finite = all(isinstance(v, float) and math.isfinite(v) for v in (low, high))
-        return finite and not bool(rows.get_column(name).is_nan().any())
+    if isinstance(low, float) or isinstance(high, float):
+        return not nan and all(isinstance(v, float) and math.isfinite(v) for v in (low, high))
     if isinstance(low, str) and isinstance(high, str):
         return max(len(low), len(high)) <= _MAX_STRING_STAT
-    return isinstance(low, (int, float, date, datetime))
+    return isinstance(low, (int, date)) and isinstance(high, (int, date))
 
 
 def _stat(value: object, *, up: bool) -> object:

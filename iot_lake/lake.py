@@ -17,7 +17,13 @@ import pyarrow.dataset as ds
 from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from iot_lake.catalog import QUARANTINE_PREDICATE, RAW_TELEMETRY, TableSpec
+from iot_lake.catalog import (
+    QUARANTINE_PREDICATE,
+    RAW_TELEMETRY,
+    TableSpec,
+    conform,
+    empty_frame,
+)
 from iot_lake.delta_files import commit_overwrite, output_filesystem, write_partition_files
 from iot_lake.settings import Settings
 
@@ -33,6 +39,11 @@ def writer_properties(spec: TableSpec) -> WriterProperties:
         compression_level=layout.compression_level,
         column_properties=dict.fromkeys(layout.plain_columns, plain),
     )
+
+
+def table_root(table: DeltaTable) -> str:
+    """A table's root as its data files' URIs start (`file_uris`), with a trailing slash."""
+    return table.table_uri.removeprefix("file://").rstrip("/") + "/"
 
 
 class LakeUnavailable(RuntimeError):
@@ -152,7 +163,7 @@ class Lake:
         """The table's current rows (optionally filtered by a SQL predicate) as polars."""
         table = self.open(spec)
         if table is None:
-            return pl.DataFrame(spec.schema.empty_table())
+            return empty_frame(spec)
         frame = pl.read_delta(table)
         if predicate:
             frame = pl.SQLContext(t=frame).execute(f"SELECT * FROM t WHERE {predicate}").collect()
@@ -175,7 +186,7 @@ class Lake:
         """
         table = self.open(spec)
         if table is None:
-            return pl.DataFrame(spec.schema.empty_table()).lazy()
+            return empty_frame(spec).lazy()
         filters = list(partitions) or None
         return self.read_files(spec, table, table.file_uris(file_pruning_predicate=filters))
 
@@ -185,13 +196,11 @@ class Lake:
         `files` are absolute URIs (`DeltaTable.file_uris`) or paths relative to the table
         root (add actions).
         """
-        empty = pl.DataFrame(spec.schema.empty_table())
+        empty = empty_frame(spec)
         if not files:
             return empty.lazy()
-        root = table.table_uri.removeprefix("file://").rstrip("/")
-        uris = [
-            name if "://" in name or name.startswith("/") else f"{root}/{name}" for name in files
-        ]
+        root = table_root(table)
+        uris = [name if "://" in name or name.startswith("/") else root + name for name in files]
         hive = {name: empty.schema[name] for name in spec.partition_by}
         scan = pl.scan_parquet(
             uris,
@@ -215,7 +224,7 @@ class Lake:
         if table is None:
             return []
         kept = table.file_uris(file_pruning_predicate=list(partitions) or None)
-        root = table.table_uri.removeprefix("file://").rstrip("/") + "/"
+        root = table_root(table)
         actions = pa.table(table.get_add_actions(flatten=True))
         counts = dict(
             zip(
@@ -312,18 +321,11 @@ class Lake:
         uri = self.table_uri(spec)
         table = DeltaTable(uri, version=read_version, storage_options=self.storage_options)
         self._check_columns(spec, table)
-        schema = pl.DataFrame(spec.schema.empty_table()).schema
         filesystem, path = output_filesystem(uri, self.storage_options)
         actions = []
         for frame in frames:
-            rows = frame.select(
-                pl.col(name) if frame.schema.get(name) == dtype else pl.col(name).cast(dtype)
-                for name, dtype in schema.items()
-            )
-            actions += write_partition_files(filesystem, path, spec, rows)
-        return commit_overwrite(
-            uri, self.storage_options, spec, actions, partition_filters, read_version
-        )
+            actions += write_partition_files(filesystem, path, spec, conform(frame, spec))
+        return commit_overwrite(table, spec, actions, partition_filters)
 
     def _check_columns(self, spec: TableSpec, table: DeltaTable) -> None:
         """Refuse to write a table created before the catalog's columns changed, saying so.

@@ -19,8 +19,7 @@ from datetime import timedelta
 
 import polars as pl
 
-from iot_lake.catalog import DEVICE_EVENTS, LATE_DATA_LEDGER, TELEMETRY
-from iot_lake.silver import conform
+from iot_lake.catalog import DEVICE_EVENTS, LATE_DATA_LEDGER, TELEMETRY, conform
 
 _MESSAGE_KEY = ("device_id", "message_id")
 

@@ -12,7 +12,7 @@ This replaced splitting raw into device shards on local disk for silver (one LZ4
 file per shard): on the 1,000-device day that split took 14.7 s of telemetry's 55 s, the
 key pass takes about 2 s. When the held rows alone would not fit a chunk (a source
 replayed into raw whole), the window is split into device shards as before
-(`iot_lake.shards.in_device_shards`), so memory stays bounded either way.
+(`iot_lake.shards.device_shards`), so memory stays bounded either way.
 
 Both passes read raw with polars' own Parquet reader, a group of whole files at a time
 (`Lake.file_groups`): it reads the filter's columns first and the payloads of matching rows
@@ -29,10 +29,8 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
-from iot_lake.shards import in_device_shards
+from iot_lake.shards import device_shards, shard_count
 
 _KEY = ("device_id", "message_id")
 
@@ -87,8 +85,6 @@ def plan_chunks(groups: Sequence[pl.LazyFrame], per_chunk: int) -> ChunkPlan:
 @contextmanager
 def in_raw_chunks(
     groups: Sequence[pl.LazyFrame],
-    dataset: ds.Dataset,
-    rows: pc.Expression,
     columns: Sequence[str],
     per_chunk: int,
     whole: Callable[[], pl.DataFrame],
@@ -96,8 +92,7 @@ def in_raw_chunks(
 ) -> Iterator[Iterator[pl.DataFrame]]:
     """A decoding of some raw rows, about `per_chunk` rows at a time (lazily, in the context).
 
-    `groups` are the rows to decode, a group of raw files each (already filtered);
-    `dataset` and `rows` the same rows as a pyarrow scan, for the split into device shards.
+    `groups` are the rows to decode, a group of raw files each (already filtered).
     `whole` computes a window of at most `per_chunk` rows at once; `part` computes one
     chunk, each message's every copy being in one chunk (see the module's docstring).
     `columns` must include device_id, message_id and error_code. A chunk holds up to
@@ -109,8 +104,13 @@ def in_raw_chunks(
     elif plan.mode == "chunks":
         yield _chunks(groups, columns, plan, part)
     else:
-        with in_device_shards(dataset, rows, columns, per_chunk, whole, part) as shards:
-            yield shards
+        batches = (
+            batch
+            for group in groups
+            for batch in group.select(columns).collect().to_arrow().to_batches()
+        )
+        with device_shards(batches, shard_count(plan.rows, per_chunk)) as paths:
+            yield (part(pl.scan_ipc(path)) for path in paths)
 
 
 def _chunks(

@@ -23,10 +23,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 from deltalake.exceptions import CommitFailedError
 
-from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY, TableSpec
+from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY, TableSpec, empty_frame
 from iot_lake.lake import Lake
 from iot_lake.maintenance import first_retained_raw_day
 from iot_lake.partitions import EventWindow
@@ -39,7 +38,6 @@ from iot_lake.silver import (
     RawFrame,
     decode_device_events,
     decode_telemetry,
-    empty_frame,
 )
 
 Decoder = Callable[..., pl.DataFrame]
@@ -235,19 +233,13 @@ def decoded_shards(
     """
     partitions = window.raw_ingest_filter(rules.skew_tolerance, rules.max_lateness)
     # The rows this table can take: its message kinds, and quarantined rows (re-checked).
-    kinds = MESSAGE_KINDS_OF[spec.name]
     needed = window.raw_ingest_rows(rules.skew_tolerance, rules.max_lateness) & (
-        pl.col("message_kind").is_in(kinds) | pl.col("error_code").is_not_null()
+        pl.col("message_kind").is_in(MESSAGE_KINDS_OF[spec.name])
+        | pl.col("error_code").is_not_null()
     )
     groups = lake.file_groups(RAW_TELEMETRY, partitions, shard_messages)
-    needed_pa = _raw_ingest_expression(window, rules) & (
-        pc.field("message_kind").isin(pa.array(kinds, pa.string()))
-        | pc.field("error_code").is_valid()
-    )
     with in_raw_chunks(
         [group.filter(needed) for group in groups],
-        lake.dataset(RAW_TELEMETRY, partitions),
-        needed_pa,
         DECODER_COLUMNS,
         shard_messages,
         whole=lambda: decode_window(spec, raw_rows_for(lake, window, rules), window, rules),
@@ -293,7 +285,7 @@ def _inside(
     """
     keep = window.contains(date_column, spec.hour_column)
     for shard in shards:
-        outside = shard.height - shard.filter(keep).height
+        outside = shard.select((~keep).sum()).item()
         if outside:
             raise ValueError(
                 f"{spec.name}: {outside} rows to write fall outside {window.label}; nothing "
@@ -308,15 +300,6 @@ def _batches(shards: Iterator[pl.DataFrame], written: _Written) -> Iterator[pa.R
     for shard in shards:
         written.add(shard)
         yield from shard.to_arrow().to_batches()
-
-
-def _raw_ingest_expression(window: EventWindow, rules: SilverRules) -> pc.Expression:
-    """`EventWindow.raw_ingest_rows` as a pyarrow filter, for a dataset scan or count."""
-    first, after = window.raw_ingest_span(rules.skew_tolerance, rules.max_lateness)
-    ingest_time = pc.field("ingest_time")
-    return (ingest_time >= pa.scalar(first, _INGEST_TIME)) & (
-        ingest_time < pa.scalar(after, _INGEST_TIME)
-    )
 
 
 def markdown_preview(frame: pl.DataFrame) -> str:

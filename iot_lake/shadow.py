@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from iot_lake.catalog import DEVICE_REGISTRY, DEVICE_STATE
-from iot_lake.silver import conform
+from iot_lake.catalog import DEVICE_REGISTRY, DEVICE_STATE, conform
 
 DEVICE_KEYS = ("tenant_id", "device_id")
 METRIC_KEYS = (*DEVICE_KEYS, "metric")

@@ -29,11 +29,18 @@ import polars as pl
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from iot_lake.catalog import DEVICE_EVENTS, DEVICE_REGISTRY, DEVICE_STATE, TELEMETRY, TableSpec
+from iot_lake.catalog import (
+    DEVICE_EVENTS,
+    DEVICE_REGISTRY,
+    DEVICE_STATE,
+    TELEMETRY,
+    TableSpec,
+    conform,
+    empty_frame,
+)
 from iot_lake.changes import files_added_since, read_added
 from iot_lake.lake import Lake
 from iot_lake.shadow import update_device_registry, update_device_state
-from iot_lake.silver import conform, empty_frame
 
 SOURCE_VERSIONS_KEY = "iot_lake.source_versions"
 

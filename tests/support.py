@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -16,6 +16,9 @@ from typing import TypeVar
 import pyarrow as pa
 
 from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.lake import Lake
+from streaming.batch import RawBatch
+from streaming.simulator.fleet import SimMessage
 
 T = TypeVar("T")
 
@@ -83,6 +86,29 @@ def raw_rows(first: int, count: int, day: date = date(2026, 11, 1)) -> pa.Table:
         ],
         schema=RAW_TELEMETRY.schema,
     )
+
+
+def land_messages(
+    lake: Lake,
+    messages: Sequence[SimMessage],
+    *,
+    delay_us: int = 150_000,
+    max_payload_bytes: int = 64 * 1024,
+    first: int = 0,
+    prefix: str = "",
+) -> None:
+    """Append simulator messages to raw in one commit, checked as the consumer checks them.
+
+    Ingest time is the publish time plus `delay_us`; source positions `{prefix}{first + i}`.
+    """
+    batch = RawBatch("test", "test", max_payload_bytes)
+    batch.extend(
+        [m.topic for m in messages],
+        [m.payload for m in messages],
+        [m.sim_ms * 1000 + delay_us for m in messages],
+        [f"{prefix}{first + i}" for i in range(len(messages))],
+    )
+    lake.append(RAW_TELEMETRY, batch.to_arrow())
 
 
 # A benchmark's figure line, `name: value unit` (as bench/report.py's `figure` prints it).

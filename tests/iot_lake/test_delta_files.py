@@ -12,12 +12,11 @@ import pytest
 from deltalake.exceptions import CommitFailedError
 from polars.testing import assert_frame_equal
 
-from iot_lake.catalog import DEVICE_EVENTS, TableSpec
+from iot_lake.catalog import DEVICE_EVENTS, TableSpec, empty_frame
 from iot_lake.delta_files import file_stats
 from iot_lake.lake import Lake
 from iot_lake.partitions import EventWindow
 from iot_lake.rebuild import overwrite_in_shards
-from iot_lake.silver import empty_frame
 
 DAY = date(2026, 11, 1)
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

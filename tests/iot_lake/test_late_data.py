@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from iot_lake.catalog import DEVICE_EVENTS, LATE_DATA_LEDGER, TELEMETRY
+from iot_lake.catalog import DEVICE_EVENTS, LATE_DATA_LEDGER, TELEMETRY, conform
 from iot_lake.late_data import late_data_ledger, ledger_summary
-from iot_lake.silver import conform
 
 SKEW = timedelta(minutes=5)
 DAY = datetime(2026, 11, 1, tzinfo=UTC)

@@ -16,9 +16,8 @@ from iot_lake.partitions import EventWindow
 from iot_lake.rebuild import RawExpired, SilverRules, check_raw_retained, rebuild_silver
 from iot_lake.silver import DEFAULT_MAX_PAYLOAD_BYTES, decode_telemetry
 from iot_lake.wire import ErrorCode
-from streaming.batch import RawBatch
 from streaming.simulator.fleet import Fleet, FleetSpec
-from tests.support import run_in_threads
+from tests.support import land_messages, run_in_threads
 
 RULES = SilverRules(skew_tolerance=timedelta(minutes=5), max_lateness=timedelta(days=7))
 DAY = EventWindow.day(date(2026, 11, 1))
@@ -28,20 +27,8 @@ DAY = EventWindow.day(date(2026, 11, 1))
 def raw_lake(lake):
     """A lake with a few hours of a small fleet in raw, ingested 150 ms after publishing."""
     messages = list(Fleet(FleetSpec(devices=10, interval_s=600.0)).messages(1500))
-    land_with_limit(lake, messages, DEFAULT_MAX_PAYLOAD_BYTES)
+    land_messages(lake, messages, max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES)
     return lake
-
-
-def land_with_limit(lake, messages, max_payload_bytes):
-    """Land messages in one raw commit, checked against a payload size limit."""
-    batch = RawBatch("test", "test", max_payload_bytes)
-    batch.extend(
-        [m.topic for m in messages],
-        [m.payload for m in messages],
-        [m.sim_ms * 1000 + 150_000 for m in messages],
-        [str(i) for i in range(len(messages))],
-    )
-    lake.append(RAW_TELEMETRY, batch.to_arrow())
 
 
 def day_rows(lake):
@@ -103,7 +90,7 @@ def test_replay_after_a_fixed_check_takes_in_quarantined_rows_once(lake, tmp_pat
     quarantined, a second replay changes nothing, and raw keeps its verdicts."""
     messages = list(Fleet(FleetSpec(devices=10, interval_s=600.0)).messages(1500))
     too_small = 200  # simulator telemetry payloads are ~300 bytes
-    land_with_limit(lake, messages, too_small)
+    land_messages(lake, messages, max_payload_bytes=too_small)
     raw_before = lake.read(RAW_TELEMETRY).sort("source_position")
     oversized = raw_before.filter(pl.col("error_code") == ErrorCode.OVERSIZED)
     assert oversized.filter(pl.col("message_kind") == "telemetry").height > 100
@@ -114,7 +101,7 @@ def test_replay_after_a_fixed_check_takes_in_quarantined_rows_once(lake, tmp_pat
     again = rebuild_silver(lake, TELEMETRY, DAY, RULES)
 
     never_quarantined = Lake(str(tmp_path / "oracle"))
-    land_with_limit(never_quarantined, messages, DEFAULT_MAX_PAYLOAD_BYTES)
+    land_messages(never_quarantined, messages, max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES)
     rebuild_silver(never_quarantined, TELEMETRY, DAY, RULES)
     assert strict.rows == 0  # every telemetry payload was over the limit
     assert replayed.rows == again.rows == after_first_replay.height > 0

@@ -10,10 +10,16 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from iot_lake.catalog import DEVICE_EVENTS, DEVICE_REGISTRY, DEVICE_STATE, TELEMETRY, TableSpec
+from iot_lake.catalog import (
+    DEVICE_EVENTS,
+    DEVICE_REGISTRY,
+    DEVICE_STATE,
+    TELEMETRY,
+    TableSpec,
+    empty_frame,
+)
 from iot_lake.connectivity import device_connectivity
 from iot_lake.shadow import update_device_registry, update_device_state
-from iot_lake.silver import empty_frame
 
 T0 = datetime(2026, 11, 1, 8, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -32,25 +32,13 @@ from iot_lake.rebuild import SilverRules, rebuild_silver
 from iot_lake.rollups import rollup_1m
 from iot_lake.shards import device_shards, prefetched, shard_count
 from iot_lake.silver import DECODER_COLUMNS
-from streaming.batch import RawBatch
 from streaming.simulator.fleet import Fleet, FleetSpec, SimMessage
 from tests.conftest import NOISY
-from tests.support import run_in_threads
+from tests.support import land_messages, run_in_threads
 
 RULES = SilverRules(skew_tolerance=timedelta(minutes=5), max_lateness=timedelta(days=7))
 DAY = EventWindow.day(date(2026, 11, 1))
 SMALL_SHARDS = 400  # raw rows per shard: the fleet below is split into about 8
-
-
-def land(lake: Lake, messages: list[SimMessage], delay_us: int, first: int = 0) -> None:
-    batch = RawBatch("test", "test", 64 * 1024)
-    batch.extend(
-        [m.topic for m in messages],
-        [m.payload for m in messages],
-        [m.sim_ms * 1000 + delay_us for m in messages],
-        [f"{delay_us}-{first + i}" for i in range(len(messages))],
-    )
-    lake.append(RAW_TELEMETRY, batch.to_arrow())
 
 
 @pytest.fixture
@@ -67,8 +55,8 @@ def landed(lake: Lake, messages: list[SimMessage]) -> Lake:
     redelivered copies from their originals.
     """
     for start in range(0, len(messages), 500):
-        land(lake, messages[start : start + 500], 150_000, start)
-    land(lake, messages[::10], 2_000_000)
+        land_messages(lake, messages[start : start + 500], first=start)
+    land_messages(lake, messages[::10], delay_us=2_000_000, prefix="again-")
     return lake
 
 

@@ -5,12 +5,11 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from iot_lake.catalog import DEVICE_EVENTS, TELEMETRY
+from iot_lake.catalog import DEVICE_EVENTS, TELEMETRY, empty_frame
 from iot_lake.metrics import metric_spec
 from iot_lake.silver import (
     decode_device_events,
     decode_telemetry,
-    empty_frame,
     event_dates_touched,
 )
 from iot_lake.wire import topic_for

@@ -18,25 +18,14 @@ from iot_lake.lake import Lake
 from iot_lake.partitions import EventWindow
 from iot_lake.rebuild import SilverRules, rebuild_silver
 from iot_lake.silver import decode_telemetry
-from streaming.batch import RawBatch
 from streaming.simulator.fleet import Fleet, FleetSpec
 from tests.integration.aws.conftest import MotoServer
+from tests.support import land_messages
 
 pytestmark = pytest.mark.integration
 
 RULES = SilverRules(skew_tolerance=timedelta(minutes=5), max_lateness=timedelta(days=7))
 DAY = EventWindow.day(date(2026, 11, 1))
-
-
-def _land(lake: Lake, messages: list) -> None:
-    batch = RawBatch("test", "test", 16_384)
-    batch.extend(
-        [m.topic for m in messages],
-        [m.payload for m in messages],
-        [m.sim_ms * 1000 + 150_000 for m in messages],
-        [str(i) for i in range(len(messages))],
-    )
-    lake.append(RAW_TELEMETRY, batch.to_arrow())
 
 
 def test_silver_rebuilt_and_new_raw_read_on_s3(
@@ -48,9 +37,9 @@ def test_silver_rebuilt_and_new_raw_read_on_s3(
         monkeypatch.delenv(key)
     lake = Lake(f"s3://{unique_name}/lake", aws_env.storage_options)
     messages = list(Fleet(FleetSpec(devices=6, interval_s=600.0)).messages(600))
-    _land(lake, messages[:300])
+    land_messages(lake, messages[:300])
     cursor = lake.open(RAW_TELEMETRY).version()
-    _land(lake, messages[300:])
+    land_messages(lake, messages[300:])
 
     rebuilt = rebuild_silver(lake, TELEMETRY, DAY, RULES)
     stored = lake.read_where(TELEMETRY, DAY.partition_filters("event_date")).collect()
