@@ -41,7 +41,10 @@ def _key_hash() -> pl.Expr:
 
 def _held(repeated: pl.Series) -> pl.Expr:
     """Rows decoded in the last chunk: quarantined, or a key hash seen more than once."""
-    return pl.col("error_code").is_not_null() | _key_hash().is_in(pl.lit(repeated).implode())
+    quarantined = pl.col("error_code").is_not_null()
+    if repeated.is_empty():  # no copies in the window (the usual case): no hash to compute
+        return quarantined
+    return quarantined | _key_hash().is_in(pl.lit(repeated).implode())
 
 
 @dataclass(frozen=True)
@@ -88,13 +91,14 @@ def in_raw_chunks(
     columns: Sequence[str],
     per_chunk: int,
     whole: Callable[[], pl.DataFrame],
-    part: Callable[[pl.LazyFrame], pl.DataFrame],
+    part: Callable[[pl.LazyFrame, bool], pl.DataFrame],
 ) -> Iterator[Iterator[pl.DataFrame]]:
     """A decoding of some raw rows, about `per_chunk` rows at a time (lazily, in the context).
 
     `groups` are the rows to decode, a group of raw files each (already filtered).
     `whole` computes a window of at most `per_chunk` rows at once; `part` computes one
-    chunk, each message's every copy being in one chunk (see the module's docstring).
+    chunk, each message's every copy being in one chunk (see the module's docstring), and
+    is told whether the chunk's keys are known to be unique (no copies to look for).
     `columns` must include device_id, message_id and error_code. A chunk holds up to
     `per_chunk` rows plus one group's.
     """
@@ -110,14 +114,14 @@ def in_raw_chunks(
             for batch in group.select(columns).collect().to_arrow().to_batches()
         )
         with device_shards(batches, shard_count(plan.rows, per_chunk)) as paths:
-            yield (part(pl.scan_ipc(path)) for path in paths)
+            yield (part(pl.scan_ipc(path), False) for path in paths)
 
 
 def _chunks(
     groups: Sequence[pl.LazyFrame],
     columns: Sequence[str],
     plan: ChunkPlan,
-    part: Callable[[pl.LazyFrame], pl.DataFrame],
+    part: Callable[[pl.LazyFrame, bool], pl.DataFrame],
 ) -> Iterator[pl.DataFrame]:
     repeated = pl.Series("repeated", plan.repeated_hashes, pl.UInt64)
     held: list[pl.DataFrame] = []
@@ -129,9 +133,9 @@ def _chunks(
         buffered.append(frame.filter(~pl.col("_held")).drop("_held"))
         buffered_rows += buffered[-1].height
         if buffered_rows >= plan.per_chunk:
-            yield part(pl.concat(buffered).lazy())
+            yield part(pl.concat(buffered).lazy(), True)
             buffered, buffered_rows = [], 0
     if buffered_rows:
-        yield part(pl.concat(buffered).lazy())
+        yield part(pl.concat(buffered).lazy(), True)
     if held and (last := pl.concat(held)).height:
-        yield part(last.lazy())
+        yield part(last.lazy(), False)

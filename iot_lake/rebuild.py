@@ -114,14 +114,23 @@ def raw_rows_for(lake: Lake, window: EventWindow, rules: SilverRules) -> pl.Lazy
 
 
 def decode_window(
-    spec: TableSpec, raw: RawFrame, window: EventWindow, rules: SilverRules
+    spec: TableSpec,
+    raw: RawFrame,
+    window: EventWindow,
+    rules: SilverRules,
+    *,
+    keys_unique: bool = False,
 ) -> pl.DataFrame:
-    """The silver rows of a table whose event date is in the window, decoded from raw rows."""
+    """The silver rows of a table whose event date is in the window, decoded from raw rows.
+
+    `keys_unique`: every (device_id, message_id) of `raw` is known to occur once.
+    """
     decoded = SILVER_DECODERS[spec.name](
         raw,
         rules.skew_tolerance,
         max_lateness=rules.max_lateness,
         max_payload_bytes=rules.max_payload_bytes,
+        keys_unique=keys_unique,
     )
     return decoded.filter(window.contains("event_date", spec.hour_column))
 
@@ -243,7 +252,7 @@ def decoded_shards(
         DECODER_COLUMNS,
         shard_messages,
         whole=lambda: decode_window(spec, raw_rows_for(lake, window, rules), window, rules),
-        part=lambda shard: decode_window(spec, shard, window, rules),
+        part=lambda shard, unique: decode_window(spec, shard, window, rules, keys_unique=unique),
     ) as shards:
         yield shards
 

@@ -32,15 +32,14 @@ from assets.jobs import GOLD_AFTER, event_day_job
 from assets.partitions import EVENT_HOURS_TAG, event_date_partitions, hours_tag, parse_hours
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.changes import files_added_since, read_added
-from iot_lake.silver import event_dates_touched
+from iot_lake.silver import event_partitions_touched
 from resources.lake import LakeResource
 
-# What event_dates_touched needs from raw: identity, kind, ingest time and the payload's ts,
-# and for quarantined rows what checking them again takes (topic, payload as stored).
+# What event_partitions_touched needs from raw: identity, kind, ingest time and the payload's
+# ts, and for quarantined rows what checking them again takes (topic, payload as stored).
 RAW_COLUMNS = [
     "ingest_time",
     "ingest_date",
-    "tenant_id",
     "device_id",
     "message_kind",
     "message_id",
@@ -72,7 +71,7 @@ def raw_landing_sensor(
     versions = added.versions
     rows = read_added(the_lake, RAW_TELEMETRY, added, RAW_COLUMNS)
     rules = lake.silver_rules()
-    touched = event_dates_touched(
+    touched = event_partitions_touched(
         rows,
         rules.skew_tolerance,
         max_lateness=rules.max_lateness,

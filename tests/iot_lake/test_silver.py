@@ -1,5 +1,6 @@
 from datetime import UTC, date, datetime, timedelta
 
+import duckdb
 import orjson
 import polars as pl
 import pytest
@@ -10,7 +11,8 @@ from iot_lake.metrics import metric_spec
 from iot_lake.silver import (
     decode_device_events,
     decode_telemetry,
-    event_dates_touched,
+    device_ts,
+    event_partitions_touched,
 )
 from iot_lake.wire import topic_for
 from streaming.batch import RawBatch
@@ -223,7 +225,9 @@ def test_lazy_input_decodes_the_same():
     )
     assert_frame_equal(decode_telemetry(raw.lazy(), SKEW), decode_telemetry(raw, SKEW))
     assert_frame_equal(decode_device_events(raw.lazy(), SKEW), decode_device_events(raw, SKEW))
-    assert_frame_equal(event_dates_touched(raw.lazy(), SKEW), event_dates_touched(raw, SKEW))
+    assert_frame_equal(
+        event_partitions_touched(raw.lazy(), SKEW), event_partitions_touched(raw, SKEW)
+    )
 
 
 def test_invalid_rows_and_other_kinds_are_ignored():
@@ -375,7 +379,7 @@ def test_device_events_use_the_event_time_rule():
     assert_rows(decode_device_events(raw, SKEW), expected(DEVICE_EVENTS, [want]))
 
 
-def test_event_dates_touched():
+def test_event_partitions_touched():
     flushed = datetime(2026, 11, 2, 0, 10, tzinfo=UTC)
     day1 = datetime(2026, 11, 1, 23, 0, tzinfo=UTC)
     raw = land(
@@ -384,46 +388,71 @@ def test_event_dates_touched():
             env_reading({"humidity": 1}, message_id="env-1-2", ts=day1 + timedelta(hours=0.5)),
             flushed,
         ),
-        at(
-            env_reading({"humidity": 1}, message_id="env-1-2", ts=day1 + timedelta(hours=0.5)),
-            flushed,
-        ),
         at(env_reading({"humidity": 1}, message_id="env-1-3", ts=flushed), flushed),
         at(message("status", {"status": "online"}, message_id="env-1-4", ts=flushed), flushed),
         at(env_reading({"humidity": 1}, message_id="env-2-1", device="env-2", ts=flushed), flushed),
+        # Beyond the lateness allowed: ingest time, not day 1's hour 20.
+        at(env_reading({"humidity": 1}, message_id="env-2-2", ts=day1.replace(hour=20)), flushed),
     )
     want = pl.DataFrame(
         {
-            "table": ["device_events", "telemetry", "telemetry", "telemetry"],
-            "event_date": [
-                date(2026, 11, 2),
-                date(2026, 11, 1),
-                date(2026, 11, 2),
-                date(2026, 11, 2),
-            ],
-            "event_hour": [0, 23, 0, 0],
-            "tenant_id": ["acme"] * 4,
-            "device_id": ["env-1", "env-1", "env-1", "env-2"],
-            "messages": [1, 2, 1, 1],
-            "first_ingest_time": [flushed] * 4,
-            "last_ingest_time": [flushed] * 4,
-            "max_lateness": [
-                timedelta(0),
-                timedelta(hours=1, minutes=10),
-                timedelta(0),
-                timedelta(0),
-            ],
-            "mean_lateness": [timedelta(0), timedelta(minutes=55), timedelta(0), timedelta(0)],
+            "table": ["device_events", "telemetry", "telemetry"],
+            "event_date": [date(2026, 11, 2), date(2026, 11, 1), date(2026, 11, 2)],
+            "event_hour": [0, 23, 0],
         },
-        schema_overrides={
-            "first_ingest_time": pl.Datetime("us", "UTC"),
-            "last_ingest_time": pl.Datetime("us", "UTC"),
-            "max_lateness": pl.Duration("us"),
-            "mean_lateness": pl.Duration("us"),
-            "event_hour": pl.Int8,
-        },
+        schema_overrides={"event_hour": pl.Int8},
     )
-    assert_frame_equal(event_dates_touched(raw, timedelta(days=2)), want)
+    assert_frame_equal(event_partitions_touched(raw, timedelta(hours=2)), want)
+
+
+TS = 1_793_000_000_123
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        f'{{"device_id":"env-1","message_id":"m-1","ts":{TS},"metrics":{{"rssi":-61}}}}',
+        f'{{"device_id":"env-1","message_id":"m-1","ts":{TS}}}',
+        f'{{"device_id":"env-1","message_id":"m-1","ts":-{TS}}}',
+        '{"device_id":"env-1","message_id":"m-1","ts":0}',
+        f'{{"device_id":"env-1","message_id":"m-1","ts":{TS} ,"x":1}}',
+        f'{{ "device_id":"env-1","message_id":"m-1","ts":{TS}}}',
+        f'{{"message_id":"m-1","device_id":"env-1","ts":{TS}}}',
+        f'{{"device_id":"env-\\u0031","message_id":"m-1","ts":{TS}}}',
+        f'{{"device_id":"env-1","message_id":"m-1","x":{{"ts":1}},"ts":{TS}}}',
+        f'{{"device_id":"env-1","message_id":"m-1","ts":{TS}000000}}',
+        f'{{"device_id":"env-1","message_id":"m-1","ts":{TS}0000000000}}',
+        '{"device_id":"env-1","message_id":"m-1","ts":"1"}',
+    ],
+    ids=[
+        "canonical",
+        "ts-last",
+        "negative",
+        "zero",
+        "space-after",
+        "space-before-ids",
+        "ids-swapped",
+        "escaped-id",
+        "nested-ts-first",
+        "19-digits",
+        "beyond-64-bits",
+        "string",
+    ],
+)
+def test_device_ts_is_what_the_json_decoder_reads(payload):
+    """The canonical fast path and DuckDB's decoder agree on every form."""
+    messages = pl.DataFrame(
+        {
+            "device_id": ["env-1", "env-1"],
+            "message_id": ["m-1", "m-2"],
+            "message_kind": ["telemetry", "telemetry"],
+            "payload": [payload, f'{{"device_id":"env-1","message_id":"m-2","ts":{TS},"m":1}}'],
+        }
+    )
+    decoded = duckdb.sql(
+        'SELECT from_json(payload, \'{"ts": "BIGINT"}\').ts AS ts FROM messages'
+    ).pl()
+    assert device_ts(messages).to_list() == decoded.get_column("ts").to_list()
 
 
 def expected_readings(messages, ingest_us):
