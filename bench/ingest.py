@@ -26,6 +26,11 @@ Run: `.venv/bin/python bench/ingest.py [--messages N] [--scale F] [--skip-mqtt]
 
 from __future__ import annotations
 
+# Before polars: landing here runs with polars' allocator set up as in the consumer the CLI
+# starts (iot_lake.allocator); the limit it is compared with runs under the same setting.
+import iot_lake  # noqa: F401
+
+# isort: split
 import argparse
 import cProfile
 import itertools

@@ -327,14 +327,16 @@ def day_child(lake_root: str, result_path: str) -> None:
 def incremental_child(lake_root: str, cursor: int, result_path: str) -> None:
     """The last hour processed as production does: a sensor tick, then the runs it requests.
 
-    The code location is loaded before the clock starts: a running one has it loaded.
+    The code location and the instance are made before the clock starts: a running
+    daemon has both (as `run_day` makes its instance before its clock).
     """
     stdout_to_stderr()
     code = code_location(lake_root)
     lake_resource = code.job.resource_defs["lake"]
+    instance = dg.DagsterInstance.ephemeral()
     started = time.perf_counter()
     context = dg.build_sensor_context(
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance,
         cursor=str(cursor),
         resources={"lake": lake_resource},
     )
