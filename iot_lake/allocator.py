@@ -11,7 +11,8 @@ server) shrinks back when idle.
 Polars appends whatever `_RJEM_MALLOC_CONF` holds to its own setting, and jemalloc takes
 the last value of a key, so adding ours to the variable overrides polars' decay: in this
 process when polars is imported after this module, and in every process started from it
-(a Dagster run worker, a bench child) in any case.
+(a Dagster run worker, a bench child) in any case. A decay set in the variable by the user
+(anything after polars' own setting) is left as it is.
 """
 
 from __future__ import annotations
@@ -20,11 +21,16 @@ import os
 
 JEMALLOC_CONF_VARIABLE = "_RJEM_MALLOC_CONF"
 KEEP_FREED_PAGES = "dirty_decay_ms:30000"
+# What polars puts first in the variable when it is imported (polars/__init__.py).
+POLARS_SETTING = "dirty_decay_ms:500,muzzy_decay_ms:1000"
 
 
 def keep_freed_pages() -> None:
-    """Add the 30 s decay to polars' allocator setting, unless it is there already."""
+    """Add the 30 s decay to polars' allocator setting, unless a decay is chosen already."""
     conf = os.environ.get(JEMALLOC_CONF_VARIABLE, "")
-    if conf.endswith(KEEP_FREED_PAGES):
+    chosen = conf
+    while chosen.startswith(POLARS_SETTING):  # polars adds its own again in each process
+        chosen = chosen.removeprefix(POLARS_SETTING).lstrip(",")
+    if "dirty_decay_ms" in chosen:  # ours, from a parent process, or the user's
         return
     os.environ[JEMALLOC_CONF_VARIABLE] = f"{conf},{KEEP_FREED_PAGES}" if conf else KEEP_FREED_PAGES

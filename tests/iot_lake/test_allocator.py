@@ -37,6 +37,11 @@ def test_polars_imported_after_the_package_keeps_freed_pages(users_conf: str) ->
     assert _printed_decays(code, users_conf) == {"30000"}
 
 
+def test_a_decay_the_user_chose_is_kept() -> None:
+    code = "import iot_lake.lake, polars as pl; pl.Series(range(3))"
+    assert _printed_decays(code, f"dirty_decay_ms:1234,{PRINT_STATS}") == {"1234"}
+
+
 def test_a_child_of_a_process_that_imported_polars_first_keeps_freed_pages() -> None:
     # The bench and pytest import polars before this package: the parent's own allocator
     # keeps polars' setting, but its children inherit the variable as the package left it.
