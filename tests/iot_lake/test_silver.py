@@ -8,10 +8,10 @@ from polars.testing import assert_frame_equal
 
 from iot_lake.catalog import DEVICE_EVENTS, TELEMETRY, empty_frame
 from iot_lake.metrics import metric_spec
+from iot_lake.payloads import device_ts
 from iot_lake.silver import (
     decode_device_events,
     decode_telemetry,
-    device_ts,
     event_partitions_touched,
 )
 from iot_lake.wire import topic_for
