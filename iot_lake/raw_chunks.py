@@ -90,21 +90,23 @@ def in_raw_chunks(
     groups: Sequence[pl.LazyFrame],
     columns: Sequence[str],
     per_chunk: int,
-    whole: Callable[[], pl.DataFrame],
     part: Callable[[pl.LazyFrame, bool], pl.DataFrame],
 ) -> Iterator[Iterator[pl.DataFrame]]:
     """A decoding of some raw rows, about `per_chunk` rows at a time (lazily, in the context).
 
     `groups` are the rows to decode, a group of raw files each (already filtered).
-    `whole` computes a window of at most `per_chunk` rows at once; `part` computes one
-    chunk, each message's every copy being in one chunk (see the module's docstring), and
-    is told whether the chunk's keys are known to be unique (no copies to look for).
+    `part` computes one chunk, each message's every copy being in one chunk (see the
+    module's docstring), and is told whether the chunk's keys are known to be unique (no
+    copies to look for); a window of at most `per_chunk` rows is one chunk, read once more
+    whole after the key pass. No groups (no raw files): no chunks.
     `columns` must include device_id, message_id and error_code. A chunk holds up to
     `per_chunk` rows plus one group's.
     """
     plan = plan_chunks(groups, per_chunk)
-    if plan.mode == "whole":
-        yield iter([whole()])
+    if not groups:
+        yield iter([])
+    elif plan.mode == "whole":
+        yield iter([part(pl.concat([group.select(columns) for group in groups]), False)])
     elif plan.mode == "chunks":
         yield _chunks(groups, columns, plan, part)
     else:

@@ -41,7 +41,6 @@ from iot_lake.silver import (
 )
 
 Decoder = Callable[..., pl.DataFrame]
-_INGEST_TIME = pa.timestamp("us", "UTC")
 
 # The silver tables and the decoder that builds each from raw rows.
 SILVER_DECODERS: dict[str, Decoder] = {
@@ -104,13 +103,6 @@ class Rebuilt:
     delta_version: int
     sample: pl.DataFrame
     day_rows: int
-
-
-def raw_rows_for(lake: Lake, window: EventWindow, rules: SilverRules) -> pl.LazyFrame:
-    """Every raw row whose message can have its event time in the window (lazily)."""
-    partitions = window.raw_ingest_filter(rules.skew_tolerance, rules.max_lateness)
-    rows = window.raw_ingest_rows(rules.skew_tolerance, rules.max_lateness)
-    return lake.read_where(RAW_TELEMETRY, partitions).filter(rows)
 
 
 def decode_window(
@@ -251,7 +243,6 @@ def decoded_shards(
         [group.filter(needed) for group in groups],
         DECODER_COLUMNS,
         shard_messages,
-        whole=lambda: decode_window(spec, raw_rows_for(lake, window, rules), window, rules),
         part=lambda shard, unique: decode_window(spec, shard, window, rules, keys_unique=unique),
     ) as shards:
         yield shards

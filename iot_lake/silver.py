@@ -139,17 +139,7 @@ def event_partitions_touched(
     Copies of a message are not removed: a copy lands where its original does (its `ts` is
     the same), and one with another `ts` asks for a partition recomputed to no change.
     """
-    kinds = ("telemetry", "events", "status")
-    valid = raw.lazy().filter(pl.col("error_code").is_null() & pl.col("message_kind").is_in(kinds))
-    columns = ["device_id", "message_id", "message_kind", "ingest_time", "payload"]
-    messages = pl.concat(
-        [
-            valid.select(columns).collect(),
-            recheck_quarantined(raw, max_payload_bytes)
-            .filter(pl.col("message_kind").is_in(kinds))
-            .select(columns),
-        ]
-    )
+    messages = valid_messages(raw, ("telemetry", "events", "status"), max_payload_bytes)
     timed = with_event_time(
         messages.with_columns(ts=device_ts(messages)).lazy(), skew_tolerance, max_lateness
     )
@@ -173,11 +163,7 @@ def unique_messages(
     *,
     keys_unique: bool = False,
 ) -> pl.DataFrame:
-    """Valid raw rows of the given kinds, one per (device_id, message_id), earliest ingest.
-
-    Valid means valid by today's checks: rows the consumer quarantined are checked again
-    (`recheck_quarantined`), so a rebuild after a fix of the checks takes in what now
-    passes, while raw keeps the verdict given at ingest.
+    """`valid_messages`, one per (device_id, message_id), earliest ingest.
 
     Duplicates are rare, so they are found with a 64-bit hash of the key and only the
     few rows whose hash repeats are deduplicated exactly: 0.4 s for 1M raw rows against
@@ -188,14 +174,7 @@ def unique_messages(
     `keys_unique` says the caller knows every key in `raw` to be unique (a chunk of
     iot_lake.raw_chunks whose keys occur once in the whole window): the search is skipped.
     """
-    of_kind = pl.col("message_kind").is_in(list(kinds))
-    valid = raw.lazy().filter(pl.col("error_code").is_null() & of_kind)
-    messages = pl.concat(
-        [
-            valid.select(_MESSAGE_COLUMNS).collect(),
-            recheck_quarantined(raw, max_payload_bytes).filter(of_kind),
-        ]
-    )
+    messages = valid_messages(raw, kinds, max_payload_bytes)
     if keys_unique:
         return messages
     repeated = pl.struct("device_id", "message_id").hash().is_duplicated()
@@ -206,6 +185,25 @@ def unique_messages(
         ["device_id", "message_id"], keep="first", maintain_order=True
     )
     return pl.concat([messages.filter(~repeated), earliest])
+
+
+def valid_messages(
+    raw: RawFrame, kinds: Sequence[str], max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+) -> pl.DataFrame:
+    """Valid raw rows of the given kinds as message rows, copies of a message included.
+
+    Valid means valid by today's checks: rows the consumer quarantined are checked again
+    (`recheck_quarantined`), so a rebuild after a fix of the checks takes in what now
+    passes, while raw keeps the verdict given at ingest.
+    """
+    of_kind = pl.col("message_kind").is_in(list(kinds))
+    valid = raw.lazy().filter(pl.col("error_code").is_null() & of_kind)
+    return pl.concat(
+        [
+            valid.select(_MESSAGE_COLUMNS).collect(),
+            recheck_quarantined(raw, max_payload_bytes).filter(of_kind),
+        ]
+    )
 
 
 def recheck_quarantined(raw: RawFrame, max_payload_bytes: int) -> pl.DataFrame:

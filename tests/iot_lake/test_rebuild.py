@@ -123,3 +123,18 @@ def test_a_day_whose_raw_retention_has_deleted_is_not_rebuilt_with_less(raw_lake
     with pytest.raises(RawExpired):
         rebuild_silver(raw_lake, TELEMETRY, DAY, replace(RULES, raw_retention_days=0))
     assert_frame_equal(day_rows(raw_lake), rows)
+
+
+def test_a_day_with_no_raw_is_rebuilt_empty(raw_lake):
+    """No raw file can hold the day: the rebuild still commits, and leaves the day empty."""
+    rebuild_silver(raw_lake, TELEMETRY, DAY, RULES)
+    earlier = EventWindow.day(date(2026, 10, 1))
+    stray = day_rows(raw_lake).head(3).with_columns(event_date=pl.lit(earlier.start))
+    raw_lake.replace_partition(TELEMETRY, stray.to_arrow(), earlier.predicate())
+    assert raw_lake.read(TELEMETRY, "event_date = '2026-10-01'").height == 3
+
+    rebuilt = rebuild_silver(raw_lake, TELEMETRY, earlier, RULES)
+
+    assert rebuilt.rows == 0
+    assert raw_lake.read(TELEMETRY, "event_date = '2026-10-01'").height == 0
+    assert day_rows(raw_lake).height > 0  # the other day is untouched
