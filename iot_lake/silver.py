@@ -139,7 +139,9 @@ def event_partitions_touched(
     Copies of a message are not removed: a copy lands where its original does (its `ts` is
     the same), and one with another `ts` asks for a partition recomputed to no change.
     """
-    messages = valid_messages(raw, ("telemetry", "events", "status"), max_payload_bytes)
+    kinds = ("telemetry", "events", "status")
+    columns = ("device_id", "message_id", "message_kind", "ingest_time", "payload")
+    messages = valid_messages(raw, kinds, max_payload_bytes, columns)
     timed = with_event_time(
         messages.with_columns(ts=device_ts(messages)).lazy(), skew_tolerance, max_lateness
     )
@@ -188,20 +190,24 @@ def unique_messages(
 
 
 def valid_messages(
-    raw: RawFrame, kinds: Sequence[str], max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    raw: RawFrame,
+    kinds: Sequence[str],
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    columns: Sequence[str] = _MESSAGE_COLUMNS,
 ) -> pl.DataFrame:
     """Valid raw rows of the given kinds as message rows, copies of a message included.
 
     Valid means valid by today's checks: rows the consumer quarantined are checked again
     (`recheck_quarantined`), so a rebuild after a fix of the checks takes in what now
-    passes, while raw keeps the verdict given at ingest.
+    passes, while raw keeps the verdict given at ingest. `columns`: which message columns
+    (a reader of millions of rows that needs few of them, the sensor, reads only those).
     """
     of_kind = pl.col("message_kind").is_in(list(kinds))
     valid = raw.lazy().filter(pl.col("error_code").is_null() & of_kind)
     return pl.concat(
         [
-            valid.select(_MESSAGE_COLUMNS).collect(),
-            recheck_quarantined(raw, max_payload_bytes).filter(of_kind),
+            valid.select(columns).collect(),
+            recheck_quarantined(raw, max_payload_bytes).filter(of_kind).select(columns),
         ]
     )
 

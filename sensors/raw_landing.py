@@ -40,7 +40,6 @@ from resources.lake import LakeResource
 RAW_COLUMNS = [
     "ingest_time",
     "ingest_date",
-    "tenant_id",
     "device_id",
     "message_kind",
     "message_id",
