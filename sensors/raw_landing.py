@@ -60,10 +60,11 @@ def raw_landing_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     """Requests the event days new raw commits touched, for silver and the gold built from it."""
     the_lake = lake.lake()
-    if the_lake.open(RAW_TELEMETRY) is None:
-        return dg.SkipReason("raw_telemetry does not exist yet: no consumer has landed data")
     cursor = int(context.cursor) if context.cursor else None
-    added = files_added_since(the_lake, RAW_TELEMETRY, cursor)
+    try:
+        added = files_added_since(the_lake, RAW_TELEMETRY, cursor)
+    except FileNotFoundError:
+        return dg.SkipReason("raw_telemetry does not exist yet: no consumer has landed data")
     if added.after_version == added.to_version:
         return dg.SkipReason(f"no new commits since version {cursor}")
     if added.rescan_reason:
