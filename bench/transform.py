@@ -29,10 +29,14 @@ is cached under bench/.data/ (git-ignored) by N and seed, its last hour committe
   processed as production does: a raw_landing_sensor tick from the cursor before that
   hour, then the run it requests, which rebuilds the event hours the new rows touched
   (rollup_1d its whole day, from rollup_1h); `incremental_hour_vs_day` is its share of
-  the day's cost.
+  the day's cost. The day's run has built that hour already, so every run of it is the
+  same work: it is run `--hour-runs` times (default 3), each in a fresh process, and the
+  median is the figure, every run on a `#` line. On this shared machine one run of the
+  same code varied from 19.4 to 21.4 s, and 30 s when the machine was slow.
 
 Run: `.venv/bin/python bench/transform.py [--devices N] [--smoke] [--skip-duckdb]
-[--data-dir DIR] [--keep]`. The machine is shared: `# load` lines say how busy it was.
+[--data-dir DIR] [--keep] [--hour-runs K]`. The machine is shared: `# load` lines say how
+busy it was.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -491,22 +496,22 @@ def report_duckdb(run: dict[str, Any], ours: StageRun) -> None:
     figure("duckdb_peak_rss", duckdb_peak / GB, "GB")
 
 
-def report_incremental(day: LandedDay, run: dict[str, Any], day_seconds: float) -> None:
-    """The new hour's seconds: the sensor's tick, then each run it requested, by step."""
-    print(
-        f"# incremental: {day.last_hour_messages:,} new raw messages; sensor tick "
-        f"{run['sensor_seconds']:.1f} s; runs for {[r['day'] for r in run['runs']]}"
-    )
-    for day_run in run["runs"]:
-        steps = ", ".join(f"{s['name']} {s['seconds']:.1f} s" for s in day_run["stages"])
-        hours = day_run["tags"].get("iot_lake/event_hours", "all")
+def report_incremental(day: LandedDay, runs: Sequence[dict[str, Any]], day_seconds: float) -> None:
+    """The new hour's seconds, the median of its runs: each run's tick and steps on # lines."""
+    for number, run in enumerate(runs, start=1):
         print(
-            f"# incremental run {day_run['day']} hours {hours}: {day_run['seconds']:.1f} s "
-            f"({steps})"
+            f"# incremental {number}/{len(runs)}: {run['seconds']:.1f} s; "
+            f"{day.last_hour_messages:,} new raw messages; sensor tick "
+            f"{run['sensor_seconds']:.1f} s; runs for {[r['day'] for r in run['runs']]}"
         )
-    figure(f"incremental_hour_{scale_label(day.devices)}_devices", run["seconds"], "s")
-    figure("incremental_hour_vs_day", run["seconds"] / day_seconds, "x")
-    figure("incremental_peak_rss", run["peak_rss_bytes"] / GB, "GB")
+        for day_run in run["runs"]:
+            steps = ", ".join(f"{s['name']} {s['seconds']:.1f} s" for s in day_run["stages"])
+            hours = day_run["tags"].get("iot_lake/event_hours", "all")
+            print(f"#   run {day_run['day']} hours {hours}: {day_run['seconds']:.1f} s ({steps})")
+    seconds = statistics.median(run["seconds"] for run in runs)
+    figure(f"incremental_hour_{scale_label(day.devices)}_devices", seconds, "s")
+    figure("incremental_hour_vs_day", seconds / day_seconds, "x")
+    figure("incremental_peak_rss", max(run["peak_rss_bytes"] for run in runs) / GB, "GB")
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -524,6 +529,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--data-dir", type=Path, default=CACHE_DIR, help="landed days (cached) and the work lake"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work lake for inspection")
+    parser.add_argument(
+        "--hour-runs", type=int, default=3, help="runs of the new hour (the median is reported)"
+    )
     return parser.parse_args(argv)
 
 
@@ -565,8 +573,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             note("duckdb: the 1-minute rollup as one query, in a child process")
             run = run_child(duckdb_child, lake_root, str(work / "duckdb-lake"))
             report_duckdb(run, stages[ROLLUP_1M.name])
-        note("incremental: the last hour from the cursor before it, in a child process")
-        incremental = run_child(incremental_child, lake_root, day.version_before_last_hour)
+        incremental = []
+        for number in range(1, args.hour_runs + 1):
+            note(f"incremental {number}/{args.hour_runs}: the last hour from the cursor before it")
+            incremental.append(
+                run_child(incremental_child, lake_root, day.version_before_last_hour)
+            )
         report_incremental(day, incremental, day_run["seconds"])
     finally:
         if args.keep:
