@@ -32,7 +32,7 @@ is cached under bench/.data/ (git-ignored) by N and seed, its last hour committe
   the day's cost. The day's run has built that hour already, so every run of it is the
   same work: it is run `--hour-runs` times (default 3), each in a fresh process, and the
   median is the figure, every run on a `#` line. On this shared machine one run of the
-  same code varied from 19.4 to 21.4 s, and 30 s when the machine was slow.
+  same code (10,000 devices, one kept lake) took 19.4-22.0 s nine times and 30.1 s once.
 
 Run: `.venv/bin/python bench/transform.py [--devices N] [--smoke] [--skip-duckdb]
 [--data-dir DIR] [--keep] [--hour-runs K]`. The machine is shared: `# load` lines say how

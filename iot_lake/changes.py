@@ -56,14 +56,19 @@ class AddedFiles:
         return f"{first}..{self.to_version}"
 
 
+class TableMissing(FileNotFoundError):
+    """The watched table has not been created yet: nothing has been committed to it."""
+
+
 def files_added_since(lake: Lake, spec: TableSpec, after_version: int | None) -> AddedFiles:
     """The files of a table's latest snapshot that hold rows committed after a version.
 
-    Raises when the table does not exist: a caller watching it has nothing to compare.
+    Raises TableMissing when the table does not exist (a caller watching it has nothing
+    to compare), rather than making every caller open the table once more to ask first.
     """
     table = lake.open(spec)
     if table is None:
-        raise FileNotFoundError(f"table {spec.name} does not exist at {lake.table_uri(spec)}")
+        raise TableMissing(f"table {spec.name} does not exist at {lake.table_uri(spec)}")
     latest = table.version()
     current = _file_paths(table)
     if after_version is None:

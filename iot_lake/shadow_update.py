@@ -38,7 +38,7 @@ from iot_lake.catalog import (
     conform,
     empty_frame,
 )
-from iot_lake.changes import files_added_since, read_added
+from iot_lake.changes import TableMissing, files_added_since, read_added
 from iot_lake.lake import Lake
 from iot_lake.shadow import update_device_registry, update_device_state
 
@@ -146,11 +146,12 @@ def _read_new_silver(
     versions: dict[str, int | None] = {}
     for name, columns in sources.items():
         source = _SPECS[name]
-        if lake.open(source) is None:
+        try:
+            added = files_added_since(lake, source, cursor[name])
+        except TableMissing:
             frames[name] = pl.DataFrame(source.schema.empty_table().select(columns))
             versions[name] = cursor[name]
             continue
-        added = files_added_since(lake, source, cursor[name])
         frames[name] = read_added(lake, source, added, columns)
         versions[name] = added.to_version
     return frames, versions

@@ -31,7 +31,7 @@ import polars as pl
 from assets.jobs import GOLD_AFTER, event_day_job
 from assets.partitions import EVENT_HOURS_TAG, event_date_partitions, hours_tag, parse_hours
 from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.changes import files_added_since, read_added
+from iot_lake.changes import TableMissing, files_added_since, read_added
 from iot_lake.silver import event_partitions_touched
 from resources.lake import LakeResource
 
@@ -63,7 +63,7 @@ def raw_landing_sensor(
     cursor = int(context.cursor) if context.cursor else None
     try:
         added = files_added_since(the_lake, RAW_TELEMETRY, cursor)
-    except FileNotFoundError:
+    except TableMissing:
         return dg.SkipReason("raw_telemetry does not exist yet: no consumer has landed data")
     if added.after_version == added.to_version:
         return dg.SkipReason(f"no new commits since version {cursor}")
