@@ -13,7 +13,7 @@ from deltalake.exceptions import CommitFailedError
 from polars.testing import assert_frame_equal
 
 from iot_lake.catalog import DEVICE_EVENTS, TableSpec, empty_frame
-from iot_lake.delta_files import file_stats
+from iot_lake.delta_files import file_stats, parquet_bytes
 from iot_lake.lake import Lake
 from iot_lake.partitions import EventWindow
 from iot_lake.rebuild import overwrite_in_shards
@@ -22,7 +22,10 @@ DAY = date(2026, 11, 1)
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
-def test_stats_bound_every_value_and_leave_out_what_cannot_be_exact():
+# Statistics computed from the rows alone, read from the footer of a file of them, and
+# merged over a footer of one row group per row: the same log entry every way.
+@pytest.mark.parametrize("row_group_size", [None, 1_000, 1])
+def test_stats_bound_every_value_and_leave_out_what_cannot_be_exact(row_group_size):
     rows = pl.DataFrame(
         {
             "at": [
@@ -34,11 +37,14 @@ def test_stats_bound_every_value_and_leave_out_what_cannot_be_exact():
             "with_nan": [1.0, float("nan")],
             "name": ["a", None],
             "long": ["x" * 65, "y"],
+            # 40 characters, 80 bytes: a footer holds it cut to 64 bytes, the log whole.
+            "accented": ["é" * 40, "x"],
             "when": [DAY, DAY + timedelta(days=1)],
         }
     )
 
-    stats = json.loads(file_stats(rows))
+    parquet = None if row_group_size is None else parquet_bytes(rows, row_group_size)
+    stats = json.loads(file_stats(rows, parquet))
 
     assert stats["numRecords"] == 2
     assert stats["minValues"] == {
@@ -46,6 +52,7 @@ def test_stats_bound_every_value_and_leave_out_what_cannot_be_exact():
         "exact_at": "2026-11-01T12:00:00.000Z",
         "value": -2.0,
         "name": "a",
+        "accented": "x",
         "when": "2026-11-01",
     }
     assert stats["maxValues"] == {
@@ -53,6 +60,7 @@ def test_stats_bound_every_value_and_leave_out_what_cannot_be_exact():
         "exact_at": "2026-11-01T12:00:00.003Z",
         "value": 1.5,
         "name": "a",
+        "accented": "é" * 40,
         "when": "2026-11-02",
     }
     assert stats["nullCount"] == dict.fromkeys(rows.columns, 0) | {"name": 1}
