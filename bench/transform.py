@@ -517,6 +517,14 @@ def report_incremental(day: LandedDay, runs: Sequence[dict[str, Any]], day_secon
 # --- main ---------------------------------------------------------------------------------
 
 
+def _at_least_one(text: str) -> int:
+    """A count of runs: a whole number of at least 1."""
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {count}")
+    return count
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The bench's flags."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -530,7 +538,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the work lake for inspection")
     parser.add_argument(
-        "--hour-runs", type=int, default=3, help="runs of the new hour (the median is reported)"
+        "--hour-runs",
+        type=_at_least_one,
+        default=3,
+        help="runs of the new hour (the median is reported)",
     )
     return parser.parse_args(argv)
 

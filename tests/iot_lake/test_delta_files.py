@@ -24,7 +24,9 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 # Statistics computed from the rows alone, read from the footer of a file of them, and
 # merged over a footer of one row group per row: the same log entry every way.
-@pytest.mark.parametrize("row_group_size", [None, 1_000, 1])
+@pytest.mark.parametrize(
+    "row_group_size", [None, 1_000, 1], ids=["rows only", "one row group", "a group per row"]
+)
 def test_stats_bound_every_value_and_leave_out_what_cannot_be_exact(row_group_size):
     rows = pl.DataFrame(
         {
