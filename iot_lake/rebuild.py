@@ -124,7 +124,9 @@ def decode_window(
         max_payload_bytes=rules.max_payload_bytes,
         keys_unique=keys_unique,
     )
-    return decoded.filter(window.contains("event_date", spec.hour_column))
+    inside = decoded.select(window.contains("event_date", spec.hour_column)).to_series()
+    # Most chunks lie wholly in the window: `filter` would copy every row of them all the same.
+    return decoded if inside.all() else decoded.filter(inside)
 
 
 def rebuild_silver(

@@ -256,15 +256,46 @@ def test_nothing_to_decode_gives_empty_tables():
 
 def test_names_differing_only_in_case_are_distinct_metrics():
     raw = land(
-        at(env_reading({"Temp": 1.5}, message_id="env-1-1"), T0 + LATENCY),
-        at(env_reading({"temp": 2.5, "TEMP": 3.5}, message_id="env-1-2"), T0 + LATENCY),
+        at(env_reading({"Temp": 1.5}, {"Temp": "a"}, message_id="env-1-1"), T0 + LATENCY),
+        at(
+            env_reading(
+                {"temp": 2.5, "TEMP": 3.5}, {"temp": "b", "TEMP": "c"}, message_id="env-1-2"
+            ),
+            T0 + LATENCY,
+        ),
     )
-    decoded = decode_telemetry(raw, SKEW).select("message_id", "metric", "value")
+    decoded = decode_telemetry(raw, SKEW).select("message_id", "metric", "value", "reported_unit")
     want = pl.DataFrame(
         {
             "message_id": ["env-1-1", "env-1-2", "env-1-2"],
             "metric": ["Temp", "temp", "TEMP"],
             "value": [1.5, 2.5, 3.5],
+            "reported_unit": ["a", "b", "c"],
+        }
+    )
+    assert_rows(decoded, want)
+
+
+def test_each_message_keeps_its_own_units():
+    """Units objects repeat across a fleet; each reading still gets its own message's unit."""
+    units = [{"temperature": "degF"}, {"temperature": "degC"}, {"temperature": "degF"}, None]
+    rows = [
+        at(env_reading({"temperature": 20.0}, given, message_id=f"env-1-{index}"), T0 + LATENCY)
+        for index, given in enumerate(units)
+    ]
+    topic, _ = env_reading({})
+    null_units = {
+        "device_id": "env-1",
+        "message_id": "env-1-9",
+        "ts": ms(T0),
+        "metrics": {"humidity": 1},
+    }
+    rows.append((topic, orjson.dumps({**null_units, "units": None}), T0 + LATENCY))
+    decoded = decode_telemetry(land(*rows), SKEW).select("message_id", "reported_unit")
+    want = pl.DataFrame(
+        {
+            "message_id": ["env-1-0", "env-1-1", "env-1-2", "env-1-3", "env-1-9"],
+            "reported_unit": ["degF", "degC", "degF", None, None],
         }
     )
     assert_rows(decoded, want)
