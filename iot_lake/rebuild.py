@@ -126,7 +126,8 @@ def decode_window(
     )
     inside = decoded.select(window.contains("event_date", spec.hour_column)).to_series()
     # Most chunks lie wholly in the window: `filter` would copy every row of them all the same.
-    return decoded if inside.all() else decoded.filter(inside)
+    # (A null, which `filter` drops, makes `all` null here, so such a chunk is filtered.)
+    return decoded if inside.all(ignore_nulls=False) else decoded.filter(inside)
 
 
 def rebuild_silver(
