@@ -12,6 +12,11 @@ and progress goes to stderr.
 - limit, landing_vs_limit: the same bytes parsed by polars (keys decoded, payload text kept)
   and written as one Parquet file: no Delta, no validation, no Python per message. What one
   process could do at best, so `landing_vs_limit` says how much the consumer leaves behind.
+  Landing and the limit run as `--landing-runs` pairs (default 3), the limit right after
+  its landing: this machine's speed drifts by a third within an hour, so a ratio means
+  something only between runs made back to back. Each pair is printed on a `#` line;
+  the figures are the medians (the ratio the median of the pairs' ratios, the commit
+  percentiles over every commit of every pair).
 - naive_per_message: one Delta commit per message, the design micro-batching replaces.
 - soak, soak_commits, soak_commit_p95, consumer_peak_rss, consumer_rss_growth: the consumer
   in its own process with 1,000-message batches (1,000 commits at the default volume, so ten
@@ -20,8 +25,8 @@ and progress goes to stderr.
   config, one consumer process, then two in one shared-subscription group (see `run_mqtt`).
 
 Run: `.venv/bin/python bench/ingest.py [--messages N] [--scale F] [--skip-mqtt]
-[--data-dir DIR] [--profile]`; `--scale 0.005` is a smoke run. The machine is shared: a
-`# load` line before and after says how busy it was.
+[--data-dir DIR] [--profile] [--landing-runs K]`; `--scale 0.005` is a smoke run. The
+machine is shared: a `# load` line before and after says how busy it was.
 """
 
 from __future__ import annotations
@@ -49,14 +54,14 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
-from statistics import fmean
+from statistics import fmean, median
 from typing import Any
 
 import polars as pl
 import psutil
 import pyarrow.compute as pc
 from deltalake import write_deltalake
-from report import figure, note, own_peak_rss, print_load, run_and_exit
+from report import at_least_one, figure, note, own_peak_rss, print_load, run_and_exit
 
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.lake import Lake
@@ -513,6 +518,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-mqtt", action="store_true", help="no Mosquitto figures")
     parser.add_argument("--data-dir", type=Path, default=None, help="keep the lakes here")
     parser.add_argument("--profile", action="store_true", help="profile landing to stderr")
+    parser.add_argument(
+        "--landing-runs",
+        type=at_least_one,
+        default=3,
+        help="landing and limit pairs (the medians are reported)",
+    )
     return parser.parse_args(argv)
 
 
@@ -521,7 +532,7 @@ def scaled(base: int, scale: float, floor: int) -> int:
     return max(floor, round(base * scale))
 
 
-def bench_file_path(path: Path, work: Path, count: int, profile: bool) -> None:
+def bench_file_path(path: Path, work: Path, count: int, profile: bool, pairs: int) -> None:
     """Landing, limit, naive and soak figures for the generated file.
 
     Landing uses the consumer's batch limits as configured (IOT_LAKE_BATCH_MAX_RECORDS and
@@ -533,15 +544,15 @@ def bench_file_path(path: Path, work: Path, count: int, profile: bool) -> None:
         f"max_bytes={limits.max_bytes} max_age_s={limits.max_age_s:g}",
         flush=True,
     )
-    note(f"landing {count:,} messages")
-    landing = run_landing(path, work / "landing-lake", count, limits)
-    figure("landing", landing.rate, "msgs/s")
-    figure("landing_cpu", landing.messages / landing.cpu_seconds, "msgs/cpu-s")
-    figure("commit_p50", percentile(landing.commit_seconds, 0.50) * 1000, "ms")
-    figure("commit_p95", percentile(landing.commit_seconds, 0.95) * 1000, "ms")
-    limit_rate = count / run_limit(path, work, count)
-    figure("limit", limit_rate, "msgs/s")
-    figure("landing_vs_limit", landing.rate / limit_rate, "x")
+    runs = [run_pair(path, work, count, limits, number, pairs) for number in range(1, pairs + 1)]
+    commits = [seconds for run in runs for seconds in run.landing.commit_seconds]
+    figure("landing", median(run.landing.rate for run in runs), "msgs/s")
+    landing_cpu = median(run.landing.messages / run.landing.cpu_seconds for run in runs)
+    figure("landing_cpu", landing_cpu, "msgs/cpu-s")
+    figure("commit_p50", percentile(commits, 0.50) * 1000, "ms")
+    figure("commit_p95", percentile(commits, 0.95) * 1000, "ms")
+    figure("limit", median(run.limit_rate for run in runs), "msgs/s")
+    figure("landing_vs_limit", median(run.ratio for run in runs), "x")
     if profile:
         profile_landing(path, work / "profile-lake", limits)
 
@@ -557,6 +568,34 @@ def bench_file_path(path: Path, work: Path, count: int, profile: bool) -> None:
     figure("consumer_peak_rss", soak.peak_rss_bytes / MIB, "MB")
     figure("consumer_rss_growth", rss_growth(soak.rss_samples) / MIB, "MB")
     note(f"soak: RSS by tenth of the run (MB): {rss_profile(soak.rss_samples)}")
+
+
+@dataclass(frozen=True)
+class LandingPair:
+    """A landing run and the limit run made right after it, on the same machine state."""
+
+    landing: ConsumerRun
+    limit_rate: float
+
+    @property
+    def ratio(self) -> float:
+        """Landing's rate over the limit's."""
+        return self.landing.rate / self.limit_rate
+
+
+def run_pair(
+    path: Path, work: Path, count: int, limits: BatchLimits, number: int, pairs: int
+) -> LandingPair:
+    """Land the file into a fresh lake, then run the limit; print the pair on a `#` line."""
+    note(f"landing {number}/{pairs}: {count:,} messages, then the limit")
+    landing = run_landing(path, work / f"landing-lake-{number}", count, limits)
+    pair = LandingPair(landing, count / run_limit(path, work, count))
+    print(
+        f"# landing {number}/{pairs}: {landing.rate:.0f} msgs/s, "
+        f"limit {pair.limit_rate:.0f} msgs/s, ratio {pair.ratio:.3f}",
+        flush=True,
+    )
+    return pair
 
 
 def bench_mqtt(count: int, work: Path) -> None:
@@ -579,7 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_load("at start")
     figure("message_size", (path.stat().st_size - count) / count, "bytes")
     with work_dir(args.data_dir) as work:
-        bench_file_path(path, work, count, args.profile)
+        bench_file_path(path, work, count, args.profile, args.landing_runs)
         if not args.skip_mqtt:
             bench_mqtt(scaled(count // 10, 1.0, MQTT_MIN_MESSAGES), work)
     print_load("at end")

@@ -6,6 +6,7 @@ lines (the machine's load) start with `#`.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -18,6 +19,14 @@ def figure(name: str, value: float, unit: str) -> None:
     whole = isinstance(value, int) or abs(value) >= 100  # no decimals needed past 100
     text = f"{value:.0f}" if whole else f"{value:.2f}"
     print(f"{name}: {text} {unit}", flush=True)
+
+
+def at_least_one(text: str) -> int:
+    """An argparse type for a count of runs: a whole number of at least 1."""
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {count}")
+    return count
 
 
 def note(text: str) -> None:

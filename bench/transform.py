@@ -63,7 +63,7 @@ import duckdb
 import numpy as np
 import psutil
 import pyarrow as pa
-from report import figure, note, own_peak_rss, print_load, run_and_exit
+from report import at_least_one, figure, note, own_peak_rss, print_load, run_and_exit
 
 from iot_lake.catalog import DEVICE_EVENTS, ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY
 from iot_lake.gold import ROLLUP_SHARD_ROWS, rollup_shards
@@ -517,14 +517,6 @@ def report_incremental(day: LandedDay, runs: Sequence[dict[str, Any]], day_secon
 # --- main ---------------------------------------------------------------------------------
 
 
-def _at_least_one(text: str) -> int:
-    """A count of runs: a whole number of at least 1."""
-    count = int(text)
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {count}")
-    return count
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The bench's flags."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -539,7 +531,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the work lake for inspection")
     parser.add_argument(
         "--hour-runs",
-        type=_at_least_one,
+        type=at_least_one,
         default=3,
         help="runs of the new hour (the median is reported)",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,10 @@ FILE_FIGURES = {
 MQTT_FIGURES = {"mqtt_1_consumer": "msgs/s", "mqtt_2_consumers": "msgs/s"}
 # Growth is a difference of two means: near zero (either sign) is the healthy answer.
 SIGNED = {"consumer_rss_growth"}
+LANDING_PAIR = re.compile(
+    r"^# landing \d+/\d+: (?P<landing>\d+) msgs/s, limit (?P<limit>\d+) msgs/s, "
+    r"ratio (?P<ratio>[0-9.]+)$"
+)
 
 
 def _mqtt_available() -> bool:
@@ -39,11 +44,8 @@ def _mqtt_available() -> bool:
     return importlib.util.find_spec("streaming.simulator.mqtt_publisher") is not None
 
 
-def run_ingest_bench(*args: str, tmp_path: Path) -> dict[str, tuple[float, str]]:
-    figures, _ = run_bench(
-        BENCH, "--messages", "3000", "--data-dir", str(tmp_path), *args, timeout_s=120
-    )
-    return figures
+def run_ingest_bench(*args: str, tmp_path: Path) -> tuple[dict[str, tuple[float, str]], list[str]]:
+    return run_bench(BENCH, "--messages", "3000", "--data-dir", str(tmp_path), *args, timeout_s=120)
 
 
 def assert_figures(figures: dict[str, tuple[float, str]], expected: dict[str, str]) -> None:
@@ -57,14 +59,25 @@ def assert_figures(figures: dict[str, tuple[float, str]], expected: dict[str, st
 
 @pytest.mark.slow
 def test_file_figures_are_printed(tmp_path):
-    figures = run_ingest_bench("--skip-mqtt", tmp_path=tmp_path)
+    figures, lines = run_ingest_bench("--skip-mqtt", "--landing-runs", "2", tmp_path=tmp_path)
     assert_figures(figures, FILE_FIGURES)
     assert not set(MQTT_FIGURES) & set(figures)
+    # `--landing-runs 2`: each landing and its limit on a line; each figure one of the two
+    # or between them (as printed), not a sum, and the ratio from pairs, not across them.
+    pairs = [match for line in lines if (match := LANDING_PAIR.match(line))]
+    assert len(pairs) == 2, lines
+    for name in ("landing", "limit"):
+        runs = [float(pair[name]) for pair in pairs]
+        assert min(runs) - 1 <= figures[name][0] <= max(runs) + 1, (name, figures[name], runs)
+    ratios = [float(pair["ratio"]) for pair in pairs]
+    for pair, ratio in zip(pairs, ratios, strict=True):
+        assert abs(float(pair["landing"]) / float(pair["limit"]) - ratio) < 0.002, pair
+    assert min(ratios) - 0.006 <= figures["landing_vs_limit"][0] <= max(ratios) + 0.006
 
 
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.skipif(not _mqtt_available(), reason="mosquitto or the MQTT publisher is missing")
 def test_mqtt_figures_are_printed(tmp_path):
-    figures = run_ingest_bench(tmp_path=tmp_path)
+    figures, _ = run_ingest_bench("--landing-runs", "1", tmp_path=tmp_path)
     assert_figures(figures, FILE_FIGURES | MQTT_FIGURES)
