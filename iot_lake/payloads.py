@@ -54,13 +54,8 @@ def device_ts(messages: pl.DataFrame) -> pl.Series:
     )
     payload = pl.col("payload")
     at_offset = payload.str.slice(prefix.str.len_chars(), 21).str.extract(_TS_AFTER, 1)
-    # The streaming engine runs the match on every core: half the time on two.
-    fast = (
-        messages.lazy()
-        .select(ts=pl.when(payload.str.starts_with(prefix)).then(at_offset).cast(pl.Int64))
-        .collect(engine="streaming")
-        .get_column("ts")
-    )
+    matched = pl.when(payload.str.starts_with(prefix)).then(at_offset).cast(pl.Int64)
+    fast = _on_every_core(messages, matched.alias("ts"))
     rest = fast.is_null().arg_true()
     if rest.is_empty():
         return fast
@@ -68,6 +63,15 @@ def device_ts(messages: pl.DataFrame) -> pl.Series:
     structure = {"structure": '{"ts": "BIGINT"}'}
     slow = _query(messages[rest].select("payload"), query, structure).get_column("ts")
     return fast.scatter(rest, slow)
+
+
+def _on_every_core(frame: pl.DataFrame, expression: pl.Expr) -> pl.Series:
+    """One expression over a frame, evaluated by polars' streaming engine.
+
+    The engine splits the rows over every core (an eager Series method runs on one): half
+    the time on two.
+    """
+    return frame.lazy().select(expression).collect(engine="streaming").to_series()
 
 
 def _query(columns: pl.DataFrame, query: str, params: Mapping[str, object]) -> pl.DataFrame:
@@ -185,14 +189,8 @@ class DecodedTelemetry:
         ]
         columns = [column.alias(str(index)) for index, column in enumerate(taken)]
         keys = pl.DataFrame(columns).select(pl.sum_horizontal(pl.all()).alias("keys"))
-        # The streaming engine counts on every core: half the time on two.
-        colons = (
-            payloads.to_frame("payload")
-            .lazy()
-            .select(pl.col("payload").str.count_matches(":", literal=True))
-            .collect(engine="streaming")
-            .to_series()
-        )
+        colon = pl.col("payload").str.count_matches(":", literal=True)
+        colons = _on_every_core(payloads.to_frame("payload"), colon)
         return colons != keys.get_column("keys") + _REQUIRED_TELEMETRY_KEYS
 
 
