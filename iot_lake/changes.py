@@ -21,7 +21,7 @@ few partitions may be recomputed needlessly; none is missed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 import pyarrow as pa
@@ -41,13 +41,16 @@ class AddedFiles:
 
     `after_version` is None when the whole table is meant: no cursor yet, or the cursor's
     log entries are gone (the log is cleaned after its retention) so the commits since it
-    cannot be replayed; `rescan_reason` then says which.
+    cannot be replayed; `rescan_reason` then says which. `snapshot` is the table loaded
+    at `to_version`, for reading the files without loading the log once more (0.1-0.2 s
+    for raw's 4,320 files of a 10,000-device day).
     """
 
     after_version: int | None
     to_version: int
     paths: frozenset[str]
     rescan_reason: str | None = None
+    snapshot: DeltaTable | None = field(default=None, compare=False, repr=False)
 
     @property
     def versions(self) -> str:
@@ -72,16 +75,16 @@ def files_added_since(lake: Lake, spec: TableSpec, after_version: int | None) ->
     latest = table.version()
     current = _file_paths(table)
     if after_version is None:
-        return AddedFiles(None, latest, current, "no cursor: every file of the table")
+        return AddedFiles(None, latest, current, "no cursor: every file of the table", table)
     if after_version > latest:
         reason = f"cursor version {after_version} is past the table's latest {latest}"
-        return AddedFiles(None, latest, current, reason)
+        return AddedFiles(None, latest, current, reason, table)
     if after_version == latest:
         return AddedFiles(after_version, latest, frozenset())
     operations = _operations(table, after_version, latest)
     if operations is None:
         reason = f"the log no longer holds the commits after version {after_version}"
-        return AddedFiles(None, latest, current, reason)
+        return AddedFiles(None, latest, current, reason, table)
     uri = lake.table_uri(spec)
     try:
         walker = DeltaTable(uri, version=after_version, storage_options=lake.storage_options)
@@ -89,7 +92,7 @@ def files_added_since(lake: Lake, spec: TableSpec, after_version: int | None) ->
         # The commits after the cursor are logged, but the log was cleaned up to a
         # checkpoint after it (iot_lake.maintenance): its own snapshot cannot be rebuilt.
         reason = f"the log no longer holds the snapshot of version {after_version}"
-        return AddedFiles(None, latest, current, reason)
+        return AddedFiles(None, latest, current, reason, table)
     before = _file_paths(walker)
     # Only a rewrite (compaction) needs the snapshots on either side of it: between two
     # rewrites every new file is an append. The consumer compacts now and then, so a tick
@@ -98,15 +101,18 @@ def files_added_since(lake: Lake, spec: TableSpec, after_version: int | None) ->
     stops = sorted({*(v for r in rewrites for v in (r - 1, r)), latest} - {after_version})
     added: set[str] = set()
     for version in stops:
-        walker.load_as_version(version)
-        now = _file_paths(walker)
+        if version == latest:  # the latest snapshot is loaded already
+            now = current
+        else:
+            walker.load_as_version(version)
+            now = _file_paths(walker)
         new, gone = now - before, before - now
         if operations[version] not in _NO_DATA_CHANGE:
             added |= new
         elif added & gone:
             added = (added - gone) | new
         before = now
-    return AddedFiles(after_version, latest, frozenset(added & current))
+    return AddedFiles(after_version, latest, frozenset(added & current), snapshot=table)
 
 
 def read_added(lake: Lake, spec: TableSpec, added: AddedFiles, columns: list[str]) -> pl.DataFrame:
@@ -118,8 +124,10 @@ def read_added(lake: Lake, spec: TableSpec, added: AddedFiles, columns: list[str
     """
     if not added.paths:
         return pl.DataFrame(spec.schema.empty_table().select(columns))
-    uri = lake.table_uri(spec)
-    table = DeltaTable(uri, version=added.to_version, storage_options=lake.storage_options)
+    table = added.snapshot
+    if table is None:
+        uri = lake.table_uri(spec)
+        table = DeltaTable(uri, version=added.to_version, storage_options=lake.storage_options)
     return lake.read_files(spec, table, sorted(added.paths)).select(columns).collect()
 
 

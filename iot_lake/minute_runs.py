@@ -16,8 +16,10 @@ ranking a million device ids is sorting a thousand distinct ones plus one intege
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,6 +31,9 @@ MINUTE_US: Final = 60_000_000
 # Bits for the microsecond within a minute (60,000,000 < 2**26) in the packed sort key.
 _OFFSET_BITS: Final = 26
 _SIGN_FLIP: Final = np.int64(0x7FFF_FFFF_FFFF_FFFF)
+# Rows below which sorting in pieces is not worth a thread, and the sample the cuts come from.
+_ROWS_PER_PIECE: Final = 1_000_000
+_CUT_SAMPLE: Final = 100_000
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,30 @@ class MinuteRuns:
         """
         return ufunc.reduceat(column[self.order], self.starts)
 
+    def in_groups(self, groups: int) -> list[MinuteRuns]:
+        """The runs as up to `groups` groups of consecutive runs, about equal in readings.
+
+        Each group is a MinuteRuns over the same input rows (its `starts` count from its
+        own first sorted row), so groups can be aggregated apart and their results put
+        one after the other. Fewer than `_ROWS_PER_PIECE` readings a group: one group.
+        """
+        groups = min(groups, len(self.order) // _ROWS_PER_PIECE)
+        if groups < 2:
+            return [self]
+        row_cuts = (np.arange(1, groups) * len(self.order)) // groups
+        run_cuts = np.searchsorted(self.starts, row_cuts)
+        bounds = np.unique(np.concatenate([[0], run_cuts, [len(self.starts)]]))
+        row_bounds = np.append(self.starts, len(self.order))[bounds]
+        return [
+            MinuteRuns(
+                self.order[row_bounds[i] : row_bounds[i + 1]],
+                self.starts[bounds[i] : bounds[i + 1]] - row_bounds[i],
+                self.buckets[bounds[i] : bounds[i + 1]],
+                self.radices,
+            )
+            for i in range(len(bounds) - 1)
+        ]
+
     def split_code(self) -> list[np.ndarray]:
         """Each run's key ranks and minute, the parts of its bucket code."""
         parts = []
@@ -108,7 +137,11 @@ class MinuteRuns:
 
 
 def minute_runs(
-    keys: Sequence[Ranked], minute: np.ndarray, time_us: np.ndarray, value: np.ndarray
+    keys: Sequence[Ranked],
+    minute: np.ndarray,
+    time_us: np.ndarray,
+    value: np.ndarray,
+    pieces: int = 1,
 ) -> MinuteRuns:
     """Sort readings into runs of one key x minute, by time then value within a run.
 
@@ -117,6 +150,11 @@ def minute_runs(
     two readings with the same key and time (rare: a device clock stepping back) are then
     ordered by value with a second, general sort. Inputs too wide for that (millions of
     devices x metrics over days) take the general sort directly.
+
+    With `pieces` > 1 the rows are cut at bucket codes into that many ranges of codes,
+    sorted each in its own thread (numpy releases the GIL) and put back one after the
+    other: every run lies in one range and the ranges are in code order, so the result is
+    the one sort's, row for row.
     """
     radices = (*(key.radix for key in keys), int(minute.max()) + 1 if len(minute) else 1)
     if math.prod(radices) >= 2**63:
@@ -125,34 +163,91 @@ def minute_runs(
     for part, radix in zip([*(key.ranks for key in keys), minute], radices, strict=True):
         code *= radix
         code += part
-    if math.prod(radices) < 2 ** (63 - _OFFSET_BITS):
-        code <<= _OFFSET_BITS
-        code |= time_us % MINUTE_US
-        order = np.argsort(code, kind="stable")
-        sorted_code = code[order]
-        if np.any(sorted_code[1:] == sorted_code[:-1]):  # equal times: value decides
-            order = np.lexsort((orderable_bits(value), code))
-            sorted_code = code[order]
-        del code
-        sorted_code >>= _OFFSET_BITS
+    with_offset = math.prod(radices) < 2 ** (63 - _OFFSET_BITS)
+    rows_of_pieces = _cut_at_codes(code, pieces)
+    if rows_of_pieces is None:
+        order, sorted_code = _sort(code, time_us, value, with_offset)
     else:
-        order = np.lexsort((orderable_bits(value), time_us, code))
-        sorted_code = code[order]
-        del code
+        with ThreadPoolExecutor(len(rows_of_pieces)) as pool:
+            sorted_pieces = list(
+                pool.map(
+                    lambda rows: _sort_rows(rows, code, time_us, value, with_offset),
+                    rows_of_pieces,
+                )
+            )
+        order = np.concatenate([piece_order for piece_order, _ in sorted_pieces])
+        sorted_code = np.concatenate([piece_code for _, piece_code in sorted_pieces])
     starts = np.flatnonzero(sorted_code[1:] != sorted_code[:-1]) + 1
     starts = np.concatenate([np.zeros(min(len(order), 1), np.int64), starts])
     return MinuteRuns(order, starts, sorted_code[starts], radices)
 
 
+def _sort(
+    code: np.ndarray, time_us: np.ndarray, value: np.ndarray, with_offset: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The order of rows by (code, time, value) and the codes in that order."""
+    if with_offset:
+        packed = (code << _OFFSET_BITS) | (time_us % MINUTE_US)
+        order = np.argsort(packed, kind="stable")
+        sorted_packed = packed[order]
+        if np.any(sorted_packed[1:] == sorted_packed[:-1]):  # equal times: value decides
+            order = np.lexsort((orderable_bits(value), packed))
+            sorted_packed = packed[order]
+        del packed
+        sorted_packed >>= _OFFSET_BITS
+        return order, sorted_packed
+    order = np.lexsort((orderable_bits(value), time_us, code))
+    return order, code[order]
+
+
+def _sort_rows(
+    rows: np.ndarray, code: np.ndarray, time_us: np.ndarray, value: np.ndarray, with_offset: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_sort` of some rows: their input row numbers in order, and their codes in order."""
+    order, sorted_code = _sort(code[rows], time_us[rows], value[rows], with_offset)
+    return rows[order], sorted_code
+
+
+def _cut_at_codes(code: np.ndarray, pieces: int) -> list[np.ndarray] | None:
+    """The rows of each of `pieces` ranges of codes, about equal in rows; None for one.
+
+    The cuts are quantiles of a sample of the codes, so a run (one code) is never cut.
+    Inputs under `_ROWS_PER_PIECE` a piece are not cut: a thread would cost more than it
+    saves.
+    """
+    pieces = min(pieces, len(code) // _ROWS_PER_PIECE)
+    if pieces < 2:
+        return None
+    sample = np.sort(code[:: max(1, len(code) // _CUT_SAMPLE)])
+    cuts = np.unique(sample[(np.arange(1, pieces) * len(sample)) // pieces])
+    below = [code < cut for cut in cuts]
+    rows = [np.flatnonzero(below[0])]
+    rows += [np.flatnonzero(high & ~low) for low, high in itertools.pairwise(below)]
+    rows.append(np.flatnonzero(~below[-1]))
+    return rows
+
+
 def run_aggregates(
-    runs: MinuteRuns, time_us: np.ndarray, value: np.ndarray
+    runs: MinuteRuns, time_us: np.ndarray, value: np.ndarray, pieces: int = 1
 ) -> dict[str, np.ndarray]:
     """count, sum, sum_sq, m2, min, max, first and last (value and time) of every run.
 
     m2 is two-pass: each reading's squared deviation from its run's mean, summed. A run
     whose min equals its max gets exactly 0 (a stuck sensor has no spread; the mean divided
     out of the sum may differ from the value in the last bit).
+
+    With `pieces` > 1, groups of consecutive runs are aggregated in threads of their own
+    (`MinuteRuns.in_groups`); a run is summed the same way in either case.
     """
+    groups = runs.in_groups(pieces)
+    if len(groups) == 1:
+        return _aggregates(runs, time_us, value)
+    with ThreadPoolExecutor(len(groups)) as pool:
+        results = list(pool.map(lambda group: _aggregates(group, time_us, value), groups))
+    return {name: np.concatenate([result[name] for result in results]) for name in results[0]}
+
+
+def _aggregates(runs: MinuteRuns, time_us: np.ndarray, value: np.ndarray) -> dict[str, np.ndarray]:
     counts = runs.counts()
     values = value[runs.order]
     sums = np.add.reduceat(values, runs.starts)
