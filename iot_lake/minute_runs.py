@@ -32,7 +32,7 @@ MINUTE_US: Final = 60_000_000
 _OFFSET_BITS: Final = 26
 _SIGN_FLIP: Final = np.int64(0x7FFF_FFFF_FFFF_FFFF)
 # Rows below which sorting in pieces is not worth a thread, and the sample the cuts come from.
-_ROWS_PER_PIECE: Final = 1_000_000
+_ROWS_PER_PIECE: Final = 200_000
 _CUT_SAMPLE: Final = 100_000
 
 

@@ -1,8 +1,8 @@
 """The 1-minute rollup's kernel sorts and aggregates in pieces exactly as in one piece.
 
-Pieces only start at a million readings each, so these inputs are a few million readings of
-numpy arrays (about a second), with many readings sharing a key and a time, so the general
-sort for equal times runs inside the pieces too.
+Pieces only start at 200,000 readings each, so the input is 700,000 readings, with
+thousands sharing a key and a time, so the general sort for equal times runs inside the
+pieces too.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from iot_lake.minute_runs import MINUTE_US, MinuteRuns, minute_runs, ranked, run_aggregates
 
-READINGS = 3_100_000
+READINGS = 700_000
 
 
 def _inputs(seed: int) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
