@@ -91,8 +91,8 @@ def rollup_1m(telemetry: pl.DataFrame | pl.LazyFrame | pa.Table) -> pl.DataFrame
     the smallest non-null one (whatever the row order), here and at every coarser level.
 
     Ranking, sorting and aggregating run on as many threads as polars uses (numpy and
-    pyarrow release the GIL), with the same result to the bit as on one: the hour's
-    rollup is otherwise the only step of a run that leaves a core idle.
+    pyarrow release the GIL), with the same result to the bit as on one: in an hour's
+    run nothing else runs beside the rollup, so on one thread a core would sit idle.
     """
     readings = _arrow(telemetry, ROLLUP_INPUT_COLUMNS)
     if readings.num_rows == 0:
