@@ -109,7 +109,7 @@ class MinuteRuns:
         own first sorted row), so groups can be aggregated apart and their results put
         one after the other. Fewer than `_ROWS_PER_PIECE` readings a group: one group.
         """
-        groups = min(groups, len(self.order) // _ROWS_PER_PIECE)
+        groups = _worth_cutting(len(self.order), groups)
         if groups < 2:
             return [self]
         row_cuts = (np.arange(1, groups) * len(self.order)) // groups
@@ -185,17 +185,21 @@ def minute_runs(
 def _sort(
     code: np.ndarray, time_us: np.ndarray, value: np.ndarray, with_offset: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The order of rows by (code, time, value) and the codes in that order."""
+    """The order of rows by (code, time, value) and the codes in that order.
+
+    Packs the time into `code` in place (callers hand over an array of their own): one
+    Int64 a reading less at the peak, 105 MB for the 13.2M readings of a 10k-device hour.
+    """
     if with_offset:
-        packed = (code << _OFFSET_BITS) | (time_us % MINUTE_US)
-        order = np.argsort(packed, kind="stable")
-        sorted_packed = packed[order]
-        if np.any(sorted_packed[1:] == sorted_packed[:-1]):  # equal times: value decides
-            order = np.lexsort((orderable_bits(value), packed))
-            sorted_packed = packed[order]
-        del packed
-        sorted_packed >>= _OFFSET_BITS
-        return order, sorted_packed
+        code <<= _OFFSET_BITS
+        code |= time_us % MINUTE_US
+        order = np.argsort(code, kind="stable")
+        sorted_code = code[order]
+        if np.any(sorted_code[1:] == sorted_code[:-1]):  # equal times: value decides
+            order = np.lexsort((orderable_bits(value), code))
+            sorted_code = code[order]
+        sorted_code >>= _OFFSET_BITS
+        return order, sorted_code
     order = np.lexsort((orderable_bits(value), time_us, code))
     return order, code[order]
 
@@ -208,6 +212,11 @@ def _sort_rows(
     return rows[order], sorted_code
 
 
+def _worth_cutting(rows: int, pieces: int) -> int:
+    """How many of `pieces` to cut `rows` into: at least `_ROWS_PER_PIECE` rows each."""
+    return min(pieces, rows // _ROWS_PER_PIECE)
+
+
 def _cut_at_codes(code: np.ndarray, pieces: int) -> list[np.ndarray] | None:
     """The rows of each of `pieces` ranges of codes, about equal in rows; None for one.
 
@@ -215,7 +224,7 @@ def _cut_at_codes(code: np.ndarray, pieces: int) -> list[np.ndarray] | None:
     Inputs under `_ROWS_PER_PIECE` a piece are not cut: a thread would cost more than it
     saves.
     """
-    pieces = min(pieces, len(code) // _ROWS_PER_PIECE)
+    pieces = _worth_cutting(len(code), pieces)
     if pieces < 2:
         return None
     sample = np.sort(code[:: max(1, len(code) // _CUT_SAMPLE)])
