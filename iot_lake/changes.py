@@ -122,10 +122,16 @@ def read_added(lake: Lake, spec: TableSpec, added: AddedFiles, columns: list[str
     the files listed. Polars' own reader takes 1.0 s for the 4.2M raw rows of an hour of
     10,000 devices, a pyarrow dataset converted to polars 6.4 s.
     """
-    if not added.paths:
-        return pl.DataFrame(spec.schema.empty_table().select(columns))
-    files = lake.read_files(spec, added.snapshot, sorted(added.paths))
-    return files.select(columns).collect()
+    return scan_added(lake, spec, added).select(columns).collect()
+
+
+def scan_added(lake: Lake, spec: TableSpec, added: AddedFiles) -> pl.LazyFrame:
+    """`read_added`, lazily: a reader that filters reads the other columns only where it keeps.
+
+    The sensor reads the topic and encoding of quarantined rows only, which are a fraction
+    of a percent of raw (iot_lake.silver.valid_messages).
+    """
+    return lake.read_files(spec, added.snapshot, sorted(added.paths))
 
 
 def _file_paths(table: DeltaTable) -> frozenset[str]:

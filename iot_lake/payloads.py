@@ -34,27 +34,33 @@ _COMMON_FIELDS = ("device_id", "message_id", "ts")
 
 # A valid payload in the wire format's canonical form starts with its device and message
 # ids, then its `ts` (iot_lake.screen): `{"device_id":"<d>","message_id":"<m>","ts":<n>,`.
-_TS_AFTER = r"^(-?(?:0|[1-9][0-9]{0,17}))[,}]"
+# An int64 is at most 20 characters (`-` and 19 digits); one more holds the `,` or `}`.
+_TS_TEXT_CHARS = 21
+_TS_END = r"[,}]"
 
 
 def device_ts(messages: pl.DataFrame) -> pl.Series:
     """Each valid message's `ts` (epoch ms), as `from_json` decodes it for silver.
 
     Most payloads are in canonical form, where `ts` follows the ids at a known offset:
-    those are read by a prefix comparison and a short match, the rest by DuckDB. For the
-    4.2M messages of an hour of 10,000 devices: 0.4 s against 1.3 s for DuckDB alone.
+    those are read by a prefix comparison and a slice up to the next `,` or `}`, the rest
+    by DuckDB. For the 4.2M messages of an hour of 10,000 devices: 0.4 s against 1.3 s for
+    DuckDB alone. Without a regular expression's capture group: 0.9 s against 1.3 s for
+    4M messages of the ingest bench's file with the other core busy.
     A prefix that matches has ids without escapes, so its length in the payload is theirs.
     """
-    prefix = (
-        pl.lit('{"device_id":"')
-        + pl.col("device_id")
-        + pl.lit('","message_id":"')
-        + pl.col("message_id")
-        + pl.lit('","ts":')
-    )
+    device, message = pl.col("device_id"), pl.col("message_id")
+    head, middle, tail = '{"device_id":"', '","message_id":"', '","ts":'
+    prefix = pl.concat_str(pl.lit(head), device, pl.lit(middle), message, pl.lit(tail))
+    # Where `ts` starts when the prefix matches, from the ids' lengths: the prefix's own
+    # length would build it a second time.
+    ts_at = device.str.len_chars() + message.str.len_chars() + len(head + middle + tail)
     payload = pl.col("payload")
-    at_offset = payload.str.slice(prefix.str.len_chars(), 21).str.extract(_TS_AFTER, 1)
-    matched = pl.when(payload.str.starts_with(prefix)).then(at_offset).cast(pl.Int64)
+    after = payload.str.slice(ts_at, _TS_TEXT_CHARS)
+    # The digits up to the first `,` or `}`: anything but a plain integer there (a fraction,
+    # an exponent, a space) is no integer to `to_integer` and falls to DuckDB below.
+    at_offset = after.str.head(after.str.find(_TS_END)).str.to_integer(strict=False)
+    matched = pl.when(payload.str.starts_with(prefix)).then(at_offset)
     fast = _on_every_core(messages, matched.alias("ts"))
     rest = fast.is_null().arg_true()
     if rest.is_empty():

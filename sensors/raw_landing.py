@@ -31,7 +31,7 @@ import polars as pl
 from assets.jobs import GOLD_AFTER, event_day_job
 from assets.partitions import EVENT_HOURS_TAG, event_date_partitions, hours_tag, parse_hours
 from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.changes import TableMissing, files_added_since, read_added
+from iot_lake.changes import TableMissing, files_added_since, scan_added
 from iot_lake.silver import event_partitions_touched
 from resources.lake import LakeResource
 
@@ -70,7 +70,7 @@ def raw_landing_sensor(
     if added.rescan_reason:
         context.log.info(f"reading all of raw_telemetry: {added.rescan_reason}")
     versions = added.versions
-    rows = read_added(the_lake, RAW_TELEMETRY, added, RAW_COLUMNS)
+    rows = scan_added(the_lake, RAW_TELEMETRY, added).select(RAW_COLUMNS)
     rules = lake.silver_rules()
     touched = event_partitions_touched(
         rows,

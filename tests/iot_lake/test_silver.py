@@ -454,6 +454,11 @@ TS = 1_793_000_000_123
         f'{{"device_id":"env-1","message_id":"m-1","ts":{TS}000000}}',
         f'{{"device_id":"env-1","message_id":"m-1","ts":{TS}0000000000}}',
         '{"device_id":"env-1","message_id":"m-1","ts":"1"}',
+        f'{{"device_id":"env-1","message_id":"m-1","ts":{TS}.0,"x":1}}',
+        '{"device_id":"env-1","message_id":"m-1","ts":17e11}',
+        f'{{"device_id":"env-1","message_id":"m-1","ts": {TS}}}',
+        f'{{"device_id":"env-1","message_id":"m-1","ts":{TS}\n}}',
+        f'{{"device_id":"env-1","message_id":"m-1","tz":5,"ts":{TS}}}',
     ],
     ids=[
         "canonical",
@@ -468,6 +473,11 @@ TS = 1_793_000_000_123
         "19-digits",
         "beyond-64-bits",
         "string",
+        "fraction",
+        "exponent",
+        "space-before",
+        "newline-after",
+        "integer-where-ts-would-be",
     ],
 )
 def test_device_ts_is_what_the_json_decoder_reads(payload):
