@@ -146,7 +146,9 @@ def event_partitions_touched(
         messages.with_columns(ts=device_ts(messages)).lazy(), skew_tolerance, max_lateness
     )
     # Distinct (kind, hour) pairs first, named afterwards: naming the table on every row and
-    # hashing those strings took 0.3 s of 4M messages, this 0.1 s.
+    # hashing those strings took 0.3 s of 4M messages, this 0.1 s. The day and hour are taken
+    # from the truncated hour, as with_event_time defines them, not from its per-row
+    # event_date and event_hour columns: deriving those on every row costs 0.06-0.1 s more.
     hours = timed.select(
         is_telemetry=pl.col("message_kind") == "telemetry",
         hour=pl.col("event_time").dt.truncate("1h"),
