@@ -13,8 +13,8 @@ removes the day's files and adds new ones holding all of its rows: "added since 
 every current row of the days rewritten after N, old rows included. That is what a reader
 merging idempotently needs (iot_lake.shadow_update); rows a rewrite removed are not listed.
 
-Compaction (the consumer runs OPTIMIZE on raw) rewrites files without changing data: its
-new files are skipped, unless it swallowed a file added after the cursor, whose rows then
+Compaction (of raw by the consumer, iot_lake.compaction) rewrites files without changing
+data: its new files are skipped, unless it swallowed a file added after the cursor, whose rows then
 live only in the compacted file; that file is read instead (it holds older rows too, so a
 few partitions may be recomputed needlessly; none is missed).
 """
@@ -29,9 +29,11 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from iot_lake.catalog import TableSpec
+from iot_lake.compaction import is_compaction
 from iot_lake.lake import Lake
 
-# Operations that rewrite files without changing the table's rows.
+# Operations that rewrite files without changing the table's rows; a compaction of ours
+# (iot_lake.compaction) is logged as a WRITE and counted as an OPTIMIZE.
 _NO_DATA_CHANGE = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "CHECKPOINT"})
 
 
@@ -142,7 +144,10 @@ def _file_paths(table: DeltaTable) -> frozenset[str]:
 def _operations(table: DeltaTable, after_version: int, latest: int) -> dict[int, str] | None:
     """The operation of each commit after `after_version`, or None when some are gone."""
     commits = table.history(latest - after_version)
-    operations = {int(commit["version"]): str(commit["operation"]) for commit in commits}
+    operations = {
+        int(commit["version"]): "OPTIMIZE" if is_compaction(commit) else str(commit["operation"])
+        for commit in commits
+    }
     wanted = range(after_version + 1, latest + 1)
     if any(version not in operations for version in wanted):
         return None

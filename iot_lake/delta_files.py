@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
@@ -55,15 +56,11 @@ def write_partition_files(
     parts = _partitions(rows, keys)
     actions = []
     for values, part in parts.items():
-        partition = {key: _partition_value(value) for key, value in zip(keys, values, strict=True)}
-        directory = "/".join(
-            f"{key}={quote(value or '__HIVE_DEFAULT_PARTITION__')}"
-            for key, value in partition.items()
-        )
-        relative = f"{directory}/part-{uuid.uuid4()}.snappy.parquet".lstrip("/")
+        partition = {key: partition_value(value) for key, value in zip(keys, values, strict=True)}
+        relative = new_file_path(partition, "snappy")
         data = parquet_bytes(part)
         target = f"{table_path}/{relative}"
-        filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        make_parent_directory(filesystem, target)
         with filesystem.open_output_stream(target) as stream:
             stream.write(data)
         actions.append(
@@ -77,6 +74,20 @@ def write_partition_files(
             )
         )
     return actions
+
+
+def new_file_path(partition: dict[str, str | None], codec: str) -> str:
+    """A fresh data file's path relative to the table root, in its partition's directory."""
+    directory = "/".join(
+        f"{key}={quote(value or '__HIVE_DEFAULT_PARTITION__')}" for key, value in partition.items()
+    )
+    return f"{directory}/part-{uuid.uuid4()}.{codec}.parquet".lstrip("/")
+
+
+def make_parent_directory(filesystem: pafs.FileSystem, target: str) -> None:
+    """Create a new file's directory where directories exist (not on S3: an empty marker)."""
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
 
 
 def parquet_bytes(rows: pl.DataFrame, row_group_size: int | None = None) -> bytes:
@@ -157,13 +168,14 @@ def file_stats(rows: pl.DataFrame, parquet: bytes | None = None) -> str:
     readings of a 10,000-device day.
     """
     nulls = rows.null_count().row(0, named=True)
-    ordered = {
-        name: dtype
+    ordered = [
+        name
         for name, dtype in rows.schema.items()
         if dtype.is_numeric() or dtype in (pl.String, pl.Date) or isinstance(dtype, pl.Datetime)
-    }
-    floats = [name for name in ordered if ordered[name].is_float()]
-    bounds = _footer_bounds(parquet, ordered) if parquet is not None else {}
+    ]
+    floats = [name for name in ordered if rows.schema[name].is_float()]
+    metadata = pq.read_metadata(io.BytesIO(parquet)) if parquet is not None else None
+    bounds = _footer_bounds(metadata, ordered) if metadata is not None else {}
     unread = [name for name in ordered if name not in bounds]
     scans = [
         *(pl.col(name).min().alias(f"min.{name}") for name in unread),
@@ -172,16 +184,67 @@ def file_stats(rows: pl.DataFrame, parquet: bytes | None = None) -> str:
     ]
     extremes = rows.select(scans).row(0, named=True) if scans else {}
     bounds |= {name: (extremes[f"min.{name}"], extremes[f"max.{name}"]) for name in unread}
+    with_nan = {name for name in floats if extremes[f"nan.{name}"]}
+    return _stats_json(rows.height, nulls, bounds, with_nan)
+
+
+def footer_stats(metadata: pq.FileMetaData, schema: pa.Schema, with_nan: Collection[str]) -> str:
+    """The Delta log statistics of a Parquet file, from its footer alone.
+
+    For a file written a row group at a time (iot_lake.compaction), whose rows are never
+    all in memory. Null counts are summed over the row groups; a column some row group
+    has no statistics for gets no null count and no bounds. `with_nan` names the float
+    columns holding NaN, which the footer's min and max leave out.
+    """
+    ordered = [
+        field.name
+        for field in schema
+        if pa.types.is_integer(field.type)
+        or pa.types.is_floating(field.type)
+        or pa.types.is_string(field.type)
+        or pa.types.is_large_string(field.type)
+        or pa.types.is_date(field.type)
+        or pa.types.is_timestamp(field.type)
+    ]
+    nulls: dict[str, int] = {}
+    for name in schema.names:
+        counts = [
+            _null_count(metadata.row_group(group), name) for group in range(metadata.num_row_groups)
+        ]
+        if all(count is not None for count in counts):
+            nulls[name] = sum(count for count in counts if count is not None)
+    bounds = {
+        name: bound for name, bound in _footer_bounds(metadata, ordered).items() if name in nulls
+    }
+    return _stats_json(metadata.num_rows, nulls, bounds, set(with_nan))
+
+
+def _null_count(row_group: pq.RowGroupMetaData, name: str) -> int | None:
+    for index in range(row_group.num_columns):
+        column = row_group.column(index)
+        if column.path_in_schema == name:
+            statistics = column.statistics
+            if statistics is None or not statistics.has_null_count:
+                return None
+            return int(statistics.null_count)
+    return None
+
+
+def _stats_json(
+    records: int,
+    nulls: dict[str, Any],
+    bounds: dict[str, tuple[object, object]],
+    with_nan: Collection[str],
+) -> str:
     minimum: dict[str, object] = {}
     maximum: dict[str, object] = {}
-    for name in ordered:
-        low, high = bounds[name]
-        if not _exact(low, high, nan=bool(extremes.get(f"nan.{name}"))):
+    for name, (low, high) in bounds.items():
+        if not _exact(low, high, nan=name in with_nan):
             continue
         minimum[name], maximum[name] = _stat(low, up=False), _stat(high, up=True)
     return json.dumps(
         {
-            "numRecords": rows.height,
+            "numRecords": records,
             "minValues": minimum,
             "maxValues": maximum,
             "nullCount": {name: int(count) for name, count in nulls.items()},
@@ -189,7 +252,9 @@ def file_stats(rows: pl.DataFrame, parquet: bytes | None = None) -> str:
     )
 
 
-def _footer_bounds(parquet: bytes, names: Collection[str]) -> dict[str, tuple[object, object]]:
+def _footer_bounds(
+    metadata: pq.FileMetaData, names: Collection[str]
+) -> dict[str, tuple[object, object]]:
     """Each column's exact (min, max) over the file, from its footer, where it holds them.
 
     A column is left out when a row group with values lacks its min and max, or when a
@@ -197,7 +262,6 @@ def _footer_bounds(parquet: bytes, names: Collection[str]) -> dict[str, tuple[ob
     (raising the max's last byte), a bound but not the value `file_stats` would log. A
     column null in every row is left out too (the rows say so as cheaply).
     """
-    metadata = pq.read_metadata(io.BytesIO(parquet))
     bounds: dict[str, tuple[object, object]] = {}
     unreadable: set[str] = set()
     for group in range(metadata.num_row_groups):
@@ -250,7 +314,7 @@ def _stat(value: object, *, up: bool) -> object:
     return value
 
 
-def _partition_value(value: object) -> str | None:
+def partition_value(value: object) -> str | None:
     """A partition value as the Delta log and the directory name spell it."""
     if value is None:
         return None

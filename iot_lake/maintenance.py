@@ -23,7 +23,9 @@ those entries are gone, `files_added_since` falls back to a rescan of the curren
 Concurrency: the consumer may commit to raw while this runs. delta-rs resolves conflicts
 optimistically; a DELETE makes a concurrent append fail its conflict check once, and the
 LandingWriter retries the whole batch idempotently (tests/iot_lake/test_maintenance.py
-races both). Maintenance retries its own conflicting commits the same way.
+races both). Maintenance retries its own conflicting commits the same way. Compaction
+keeps its own fence (iot_lake.compaction): appends go on beside it, and a consumer
+compacting the same partition at the same moment wins or loses it whole.
 """
 
 from __future__ import annotations
@@ -31,19 +33,18 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 from typing import TypeVar
 
 import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
+from iot_lake import compaction
 from iot_lake.catalog import CATALOG, RAW_TELEMETRY, TableSpec
-from iot_lake.lake import Lake, writer_properties
+from iot_lake.lake import Lake
 from iot_lake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,9 @@ T = TypeVar("T")
 # parallel scans by DuckDB, Spark or Trino.
 TARGET_FILE_BYTES = 128 * 1024 * 1024
 # A file below half the target counts as small; a partition is compacted when it holds at
-# least two. A compacted partition keeps at most one small remainder, so it is not
-# rewritten again until new small files arrive (late data): each closed day is compacted once.
-SMALL_FILE_BYTES = TARGET_FILE_BYTES // 2
-MIN_SMALL_FILES = 2
+# least two (iot_lake.compaction.plan). A compacted partition keeps at most one small
+# remainder, so it is not rewritten again until new small files arrive (late data): each
+# closed day is compacted once.
 # Conflicting maintenance commits are retried this many times, after re-reading the table.
 MAX_ATTEMPTS = 5
 # Delta's default log retention when a table does not set delta.logRetentionDuration.
@@ -135,20 +135,36 @@ def maintain_lake(
     for spec in CATALOG.values() if tables is None else tables:
         table = lake.open(spec)
         if table is not None:
-            yield maintain_table(table, spec, policy, dry_run=dry_run, today=today)
+            yield maintain_table(
+                table,
+                spec,
+                policy,
+                dry_run=dry_run,
+                today=today,
+                storage_options=lake.storage_options,
+            )
 
 
 def maintain_table(
-    table: DeltaTable, spec: TableSpec, policy: RetentionPolicy, *, dry_run: bool, today: date
+    table: DeltaTable,
+    spec: TableSpec,
+    policy: RetentionPolicy,
+    *,
+    dry_run: bool,
+    today: date,
+    storage_options: Mapping[str, str],
 ) -> MaintenanceReport:
-    """Expire raw, compact closed partitions, vacuum and trim the log of one table."""
+    """Expire raw, compact closed partitions, vacuum and trim the log of one table.
+
+    `storage_options` are the lake's (`Lake.storage_options`): compaction writes files.
+    """
     version_before, files_before = table.version(), _file_count(table)
     expired: list[str] = []
     if spec.name == RAW_TELEMETRY.name and policy.raw_retention_days is not None:
         expired = expire_raw_partitions(table, today, policy.raw_retention_days, dry_run=dry_run)
     # In a dry run the expired days are still there: they are not worth compacting either.
     compacted = compact_closed_partitions(
-        table, spec, today, dry_run=dry_run, skip=frozenset(expired)
+        table, spec, storage_options, today, dry_run=dry_run, skip=frozenset(expired)
     )
     retention = effective_vacuum_retention_hours(table, policy.vacuum_retention_hours)
     vacuumed, vacuumed_bytes = vacuum(table, retention, dry_run=dry_run)
@@ -175,6 +191,7 @@ def maintain_table(
 def compact_closed_partitions(
     table: DeltaTable,
     spec: TableSpec,
+    storage_options: Mapping[str, str],
     today: date,
     *,
     dry_run: bool,
@@ -182,30 +199,25 @@ def compact_closed_partitions(
 ) -> list[str]:
     """Compact each closed partition holding several small files; the partitions chosen.
 
-    Partitions are told apart by the first partition column. One is closed when that
-    column is a date before `today`; a table partitioned by something else than a date has
-    every partition closed, an unpartitioned table is one partition. Each partition is its
-    own commit, so a conflict costs the retry of one partition.
+    Partitions are named by the first partition column (a day of an hour-partitioned table
+    is one name). One is closed when that column is a date before `today`; a table
+    partitioned by something else than a date has every partition closed, an
+    unpartitioned table is one partition. Each partition (all columns) is its own commit,
+    fenced against concurrent compactions and rewrites (iot_lake.compaction); one that
+    lost its files to another writer is left to it.
     """
     column = spec.partition_by[0] if spec.partition_by else None
     by_date = column is not None and pa.types.is_date(spec.schema.field(column).type)
-    chosen = []
-    for partition, small in sorted(_small_files_per_partition(table, spec).items()):
-        if small < MIN_SMALL_FILES or partition in skip:
+    chosen: list[str] = []
+    planned = compaction.plan(table, spec, TARGET_FILE_BYTES)
+    for partition, bins in sorted(planned.items(), key=lambda item: str(item[0])):
+        name = _WHOLE_TABLE if column is None else str(partition[0])
+        if name in skip or (by_date and name >= today.isoformat()):
             continue
-        if by_date and partition >= today.isoformat():
-            continue
-        chosen.append(partition)
-        if dry_run:
-            continue
-        filters = None if column is None else [(column, "=", partition)]
-        compact = partial(
-            table.optimize.compact,
-            partition_filters=filters,
-            target_size=TARGET_FILE_BYTES,
-            writer_properties=writer_properties(spec),
-        )
-        _with_retries(table, f"compaction of {spec.name} {partition}", compact)
+        if name not in chosen:
+            chosen.append(name)
+        if not dry_run:
+            compaction.compact_partition(table, spec, storage_options, partition, bins)
     return chosen
 
 
@@ -306,17 +318,6 @@ def _with_retries(table: DeltaTable, what: str, action: Callable[[], T]) -> T:
             time.sleep(min(0.1 * 2**attempt, 2.0))
             table.update_incremental()
             attempt += 1
-
-
-def _small_files_per_partition(table: DeltaTable, spec: TableSpec) -> Counter[str]:
-    actions = pa.table(table.get_add_actions(flatten=True))
-    sizes = actions.column("size_bytes").to_pylist()
-    if not spec.partition_by:
-        return Counter({_WHOLE_TABLE: sum(size < SMALL_FILE_BYTES for size in sizes)})
-    values = _partition_values(table, spec.partition_by[0], actions)
-    return Counter(
-        value for value, size in zip(values, sizes, strict=True) if size < SMALL_FILE_BYTES
-    )
 
 
 def _partition_values(table: DeltaTable, column: str, actions: pa.Table | None = None) -> list[str]:

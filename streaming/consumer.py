@@ -111,14 +111,17 @@ class Consumer:
         if every is None or outcome.already_landed:
             return outcome
         today = datetime.now(UTC).date()
+        options = self.writer.lake.storage_options
         if self._tidied_on != today:
-            compacted = self.writer.with_table(lambda t: compact_closed_partitions(t, today))
+            compacted = self.writer.with_table(
+                lambda t: compact_closed_partitions(t, options, today)
+            )
             if compacted:
                 self.stats.report(f"consumer: compacted closed partitions {', '.join(compacted)}")
             self._tidied_on = today
         self._commits_since_compaction += 1
         if self._commits_since_compaction >= every:
-            self.writer.with_table(lambda t: compact_partition(t, today.isoformat()))
+            self.writer.with_table(lambda t: compact_partition(t, options, today.isoformat()))
             self._commits_since_compaction = 0
         return outcome
 

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import pyarrow as pa
 
+from iot_lake import compaction
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.lake import Lake
 from streaming.batch import RawBatch
@@ -86,6 +87,35 @@ def raw_rows(first: int, count: int, day: date = date(2026, 11, 1)) -> pa.Table:
         ],
         schema=RAW_TELEMETRY.schema,
     )
+
+
+def compact_raw_from_two_threads(lake: Lake, target_bytes: int = 16 * 1024 * 1024) -> list[bool]:
+    """Two writers plan a compaction of raw on the same snapshot, then run it at once.
+
+    What two consumers (or a consumer and the maintenance job) do when the day turns; the
+    outcome of each partition's compaction, per writer.
+    """
+    barrier = threading.Barrier(2)
+    outcomes: list[bool] = []
+
+    def compact() -> None:
+        table = lake.open(RAW_TELEMETRY)
+        assert table is not None
+        planned = compaction.plan(table, RAW_TELEMETRY, target_bytes)
+        barrier.wait(timeout=30)
+        for partition, bins in planned.items():
+            outcomes.append(
+                compaction.compact_partition(
+                    table, RAW_TELEMETRY, lake.storage_options, partition, bins
+                )
+            )
+
+    threads = [threading.Thread(target=compact) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes
 
 
 def land_messages(

@@ -17,6 +17,7 @@ from polars.testing import assert_frame_equal
 
 from iot_lake.catalog import DEVICE_STATE, RAW_TELEMETRY
 from iot_lake.changes import files_added_since, read_added
+from iot_lake.compaction import is_compaction
 from iot_lake.lake import Lake
 from iot_lake.maintenance import (
     RetentionPolicy,
@@ -97,7 +98,9 @@ def test_compaction_merges_closed_partitions_once_and_leaves_today_to_the_writer
     table = lake.open(RAW_TELEMETRY)
     before = sorted_rows(table)
 
-    report = maintain_table(table, RAW_TELEMETRY, RetentionPolicy(), dry_run=False, today=TODAY)
+    report = maintain_table(
+        table, RAW_TELEMETRY, RetentionPolicy(), dry_run=False, today=TODAY, storage_options={}
+    )
 
     assert report.compacted_partitions == tuple(day.isoformat() for day in closed)
     assert files_per_day(lake.open(RAW_TELEMETRY)) == {
@@ -108,7 +111,12 @@ def test_compaction_merges_closed_partitions_once_and_leaves_today_to_the_writer
     assert (report.files_before, report.files_after) == (15, 7)
     assert_frame_equal(sorted_rows(lake.open(RAW_TELEMETRY)), before)
     again = maintain_table(
-        lake.open(RAW_TELEMETRY), RAW_TELEMETRY, RetentionPolicy(), dry_run=False, today=TODAY
+        lake.open(RAW_TELEMETRY),
+        RAW_TELEMETRY,
+        RetentionPolicy(),
+        dry_run=False,
+        today=TODAY,
+        storage_options={},
     )
     assert again.compacted_partitions == ()
 
@@ -119,7 +127,12 @@ def test_an_unpartitioned_table_is_compacted_whole(lake):
     before = pl.read_delta(lake.open(DEVICE_STATE)).sort("value", "device_id")
 
     report = maintain_table(
-        lake.open(DEVICE_STATE), DEVICE_STATE, RetentionPolicy(), dry_run=False, today=TODAY
+        lake.open(DEVICE_STATE),
+        DEVICE_STATE,
+        RetentionPolicy(),
+        dry_run=False,
+        today=TODAY,
+        storage_options={},
     )
 
     assert (report.files_before, report.files_after) == (3, 1)
@@ -142,6 +155,7 @@ def test_vacuum_removes_only_tombstones_older_than_the_retention(lake):
         RetentionPolicy(vacuum_retention_hours=48),
         dry_run=False,
         today=TODAY,
+        storage_options={},
     )
 
     assert report.vacuum_retention_hours == 48
@@ -162,7 +176,12 @@ def test_vacuum_retention_is_raised_to_the_table_log_retention(tmp_path):
 
     assert effective_vacuum_retention_hours(table, 48) == 96
     report = maintain_table(
-        table, DEVICE_STATE, RetentionPolicy(vacuum_retention_hours=48), dry_run=False, today=TODAY
+        table,
+        DEVICE_STATE,
+        RetentionPolicy(vacuum_retention_hours=48),
+        dry_run=False,
+        today=TODAY,
+        storage_options={},
     )
 
     assert (report.vacuum_retention_hours, report.files_vacuumed) == (96, 0)
@@ -184,7 +203,12 @@ def test_raw_retention_deletes_exactly_the_old_partitions(lake, keep_days, delet
     policy = RetentionPolicy(raw_retention_days=keep_days)
 
     report = maintain_table(
-        lake.open(RAW_TELEMETRY), RAW_TELEMETRY, policy, dry_run=False, today=TODAY
+        lake.open(RAW_TELEMETRY),
+        RAW_TELEMETRY,
+        policy,
+        dry_run=False,
+        today=TODAY,
+        storage_options={},
     )
 
     expired = sorted((TODAY - timedelta(days=age)).isoformat() for age in deleted)
@@ -199,7 +223,12 @@ def test_a_dry_run_reports_and_changes_nothing(lake):
     version = table.version()
 
     report = maintain_table(
-        table, RAW_TELEMETRY, RetentionPolicy(raw_retention_days=10), dry_run=True, today=TODAY
+        table,
+        RAW_TELEMETRY,
+        RetentionPolicy(raw_retention_days=10),
+        dry_run=True,
+        today=TODAY,
+        storage_options={},
     )
 
     assert report.expired_partitions == ((TODAY - timedelta(days=20)).isoformat(),)
@@ -241,7 +270,9 @@ def test_a_landing_writer_racing_maintenance_loses_no_commit(lake):
         policy = RetentionPolicy(raw_retention_days=10)
         for _ in range(3):
             table = lake.open(RAW_TELEMETRY)
-            maintain_table(table, RAW_TELEMETRY, policy, dry_run=False, today=TODAY)
+            maintain_table(
+                table, RAW_TELEMETRY, policy, dry_run=False, today=TODAY, storage_options={}
+            )
         after_maintenance = len(landed)
         wait_until(lambda: len(landed) >= after_maintenance + 3, 30, "commits after maintenance")
     finally:
@@ -254,9 +285,12 @@ def test_a_landing_writer_racing_maintenance_loses_no_commit(lake):
     race = pl.read_delta(table).filter(pl.col("source") == "race")
     positions = race.get_column("source_position").to_list()
     assert sorted(positions) == sorted(f"{v}:{i}" for v in landed for i in range(5))
-    operations = [commit["operation"] for commit in reversed(table.history())]
-    assert {"DELETE", "OPTIMIZE"} <= set(operations)
-    first_maintenance = min(operations.index("DELETE"), operations.index("OPTIMIZE"))
+    operations = [
+        "COMPACTION" if is_compaction(commit) else commit["operation"]
+        for commit in reversed(table.history())
+    ]
+    assert {"DELETE", "COMPACTION"} <= set(operations)
+    first_maintenance = min(operations.index("DELETE"), operations.index("COMPACTION"))
     assert "WRITE" in operations[first_maintenance:]  # the writer kept committing in between
 
 
@@ -266,7 +300,12 @@ def test_a_cursor_whose_log_was_cleaned_falls_back_to_a_rescan(lake, behind):
     age_log_files(lake.table_uri(RAW_TELEMETRY), hours=72)  # older than the 48 h retention
 
     report = maintain_table(
-        lake.open(RAW_TELEMETRY), RAW_TELEMETRY, RetentionPolicy(), dry_run=False, today=TODAY
+        lake.open(RAW_TELEMETRY),
+        RAW_TELEMETRY,
+        RetentionPolicy(),
+        dry_run=False,
+        today=TODAY,
+        storage_options={},
     )
     # The log now starts at the checkpoint of the compaction's commit: a cursor one before
     # it has every later commit in the log, yet its own snapshot cannot be loaded.

@@ -78,7 +78,7 @@ def test_closed_partition_is_compacted_into_one_file_without_changing_rows(lake)
     before = lake.read(RAW_TELEMETRY).sort("source_position", "ingest_time")
     assert files_per_partition(writer.table)["2026-11-01"] == 10
 
-    assert compact_closed_partitions(writer.table, today=date(2026, 11, 2)) == ["2026-11-01"]
+    assert compact_closed_partitions(writer.table, {}, today=date(2026, 11, 2)) == ["2026-11-01"]
 
     assert files_per_partition(writer.table)["2026-11-01"] == 1
     assert lake.read(RAW_TELEMETRY).sort("source_position", "ingest_time").equals(before)

@@ -27,6 +27,7 @@ from streaming.landing import POSITIONS_KEY, LandingWriter, Position
 from streaming.simulator.kinesis_publisher import create_stream, put_messages
 from tests.integration.aws.conftest import REGION, REPO_ROOT, MotoServer
 from tests.integration.aws.landed import assert_exactly_once, fleet_messages
+from tests.support import compact_raw_from_two_threads, raw_rows
 
 pytestmark = pytest.mark.integration
 
@@ -171,3 +172,21 @@ def test_two_consumers_land_into_one_s3_table_concurrently(
     data_commits = [c for c in table.history() if POSITIONS_KEY in c]
     assert len(data_commits) == sum(commits for _, commits in reported.values())
     assert sum(int(c["iot_lake.rows"]) for c in data_commits) == len(messages)
+
+
+def test_two_writers_compacting_one_s3_partition_keep_each_row_once(
+    aws_env: MotoServer, unique_name: str
+):
+    lake = _s3_lake(aws_env, unique_name)
+    for first in range(0, 600, 100):
+        lake.append(RAW_TELEMETRY, raw_rows(first, 100))
+    outcomes = compact_raw_from_two_threads(lake)
+
+    assert sorted(outcomes) == [False, True]
+    positions = lake.read(RAW_TELEMETRY).get_column("source_position").to_list()
+    assert sorted(positions, key=int) == [str(i) for i in range(600)]
+    objects = aws_env.client("s3").list_objects_v2(
+        Bucket=unique_name, Prefix="lake/raw_telemetry/ingest_date="
+    )
+    files = [item["Key"] for item in objects["Contents"] if item["Key"].endswith(".parquet")]
+    assert len(files) == 7  # the six merged and the winner's; the loser's was deleted
