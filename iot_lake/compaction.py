@@ -16,9 +16,12 @@ so a commit landing between the check and ours fails ours and the check runs aga
 Appends to the same partition meanwhile do not stop it; a compaction or overwrite that
 removed one of its files does, and the files written for it are deleted again.
 
-Cost, measured on the consumer's pass over 250 raw files of 1,000 messages: 1.0-1.5 s and
-a transient ~100 MB (OPTIMIZE: 0.5-0.8 s, ~80 MB). Polars' streaming sink did the merge in
-0.3 s but kept ~145 MB more resident afterwards, which a consumer carries for weeks.
+Cost, measured on the consumer's pass over 250 raw files of 1,000 messages: 1.0-1.5 s
+(OPTIMIZE: 0.5-0.8 s). bench/ingest.py's soak (1,000 commits, a pass every 250) peaked at
+494 and 501 MB against 527 and 541 MB with OPTIMIZE, alternating runs. Polars' streaming
+sink did the merge in 0.3 s but kept ~145 MB more resident afterwards, which a consumer
+carries for weeks; Arrow's system allocator instead of mimalloc cut the peak by another
+~15 MB but let the soak's RSS grow by 97-124 MB instead of ~60.
 """
 
 from __future__ import annotations
@@ -52,10 +55,11 @@ log = logging.getLogger(__name__)
 # Marks a compaction's commit in its commitInfo: the commit is an append of files that hold
 # rows already in the table, which readers of new commits (iot_lake.changes) must skip.
 COMPACTION_KEY = "iot_lake.compaction"
-# Rows are buffered up to this much Arrow memory before a row group is written (~50,000
-# raw rows). The consumer's soak peaked at 586, 615 and 610 MB with 8, 16 and 32 MiB.
-ROW_GROUP_BYTES = 16 * 1024 * 1024
-_READ_ROWS = 16_384
+# Rows are buffered up to this much Arrow memory before a row group is written (~25,000
+# raw rows), read from the inputs this many rows at a time. A scratch soak harness peaked
+# at 513-529 MB with these, 536-560 MB with 16 MiB and 16,384 rows.
+ROW_GROUP_BYTES = 8 * 1024 * 1024
+_READ_ROWS = 4096
 _COMMIT_ATTEMPTS = 20
 
 PartitionKey = tuple[str | None, ...]
