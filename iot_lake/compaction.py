@@ -112,10 +112,13 @@ def plan(
     planned = {}
     for partition, files in small.items():
         bins: list[list[LiveFile]] = [[]]
+        filled = 0
         for file in files:
-            if bins[-1] and sum(f.size for f in bins[-1]) + file.size > target_bytes:
+            if bins[-1] and filled + file.size > target_bytes:
                 bins.append([])
+                filled = 0
             bins[-1].append(file)
+            filled += file.size
         worth = [group for group in bins if len(group) >= 2]
         if worth:
             planned[partition] = worth

@@ -171,3 +171,20 @@ def test_each_hour_is_merged_apart_and_its_statistics_bound_its_rows(lake):
     late = first + timedelta(seconds=3, microseconds=1)
     kept = lake.read_where(TELEMETRY, [("event_time", ">=", late.isoformat())]).collect()
     assert kept.filter(pl.col("event_hour") == 5, pl.col("event_time") >= late).height == 1
+
+
+def test_small_files_are_packed_in_log_order_into_bins_of_at_most_the_target(lake):
+    for first in range(0, 50, 10):
+        lake.append(RAW_TELEMETRY, raw_rows(first, 10))
+    table = lake.open(RAW_TELEMETRY)
+    files = compaction.live_files(table, RAW_TELEMETRY)
+    target = sum(file.size for file in files[:3])
+
+    bins = compaction.plan(table, RAW_TELEMETRY, target)[("2026-11-01",)]
+
+    assert [[file.path for file in group] for group in bins] == [
+        [file.path for file in files[:3]],
+        [file.path for file in files[3:]],
+    ]
+    smallest = min(file.size for file in files)
+    assert compaction.plan(table, RAW_TELEMETRY, 2 * smallest) == {}  # none under half of it
