@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv mosquitto chromium bench bench-transform clean
+.PHONY: run test lint venv mosquitto chromium bench bench-transform dbt clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" = "0" ] && \
@@ -57,6 +57,10 @@ bench: venv mosquitto
 # A simulated day of N devices (ARGS="--devices N", default 1000) through silver and rollups.
 bench-transform: venv
 	$(BIN)/python bench/transform.py $(ARGS)
+
+# The analyst marts of dbt_project/ over the lake (IOT_LAKE_ROOT, default .lake), with their tests.
+dbt: venv
+	DO_NOT_TRACK=1 $(BIN)/dbt build --project-dir dbt_project --profiles-dir dbt_project $(ARGS)
 
 clean:
 	rm -rf .lake .run bench/.data
