@@ -60,7 +60,7 @@ bench-transform: venv
 
 # The analyst marts of dbt_project/ over the lake (IOT_LAKE_ROOT, default .lake), with their tests.
 dbt: venv
-	DO_NOT_TRACK=1 $(BIN)/dbt build --project-dir dbt_project --profiles-dir dbt_project $(ARGS)
+	$(BIN)/dbt build --project-dir dbt_project --profiles-dir dbt_project $(ARGS)
 
 clean:
 	rm -rf .lake .run bench/.data

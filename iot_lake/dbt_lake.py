@@ -3,9 +3,9 @@
 dbt_project/ declares each catalog table as a source of this plugin (alias `lake`, in
 dbt_project/models/sources.yml). The plugin opens the table where the settings say the
 lake is (IOT_LAKE_ROOT and the storage options, as every other reader does) and hands
-DuckDB its current Delta snapshot as an Arrow dataset; dbt-duckdb makes it a view, so a
-model reads the tables themselves and scans only the files its filters keep. No table
-path is spelled in dbt, and nothing is exported by hand.
+DuckDB its current Delta snapshot as an Arrow dataset (`Lake.dataset`); dbt-duckdb makes
+it a view, so a model reads the tables themselves and scans only the files its filters
+keep. No table path is spelled in dbt, and nothing is exported by hand.
 
 A table that does not exist yet reads as empty, with its catalog schema, so the marts build
 on a new lake; a source the catalog does not know is refused, naming the tables it has.
@@ -15,26 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.dataset as ds
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig
 
-from iot_lake.catalog import CATALOG
-from iot_lake.errors import InvalidInput
+from iot_lake.catalog import table_spec
 from iot_lake.lake import Lake
 from iot_lake.settings import load_settings
-
-
-def table_dataset(lake: Lake, name: str) -> ds.Dataset:
-    """A catalog table's current rows as an Arrow dataset (empty when the table is missing)."""
-    spec = CATALOG.get(name)
-    if spec is None:
-        raise InvalidInput("dbt source table", f"one of {', '.join(CATALOG)}", name)
-    table = lake.open(spec)
-    if table is None:
-        return ds.dataset(pa.Table.from_batches([], schema=spec.schema))
-    return table.to_pyarrow_dataset()
 
 
 class Plugin(BasePlugin):  # type: ignore[misc]  # dbt-duckdb ships no type information
@@ -46,7 +33,7 @@ class Plugin(BasePlugin):  # type: ignore[misc]  # dbt-duckdb ships no type info
 
     def load(self, source_config: SourceConfig) -> ds.Dataset:
         """The source's table, by the name dbt_project/models/sources.yml gives it."""
-        return table_dataset(self.lake, source_config.identifier)
+        return self.lake.dataset(table_spec(source_config.identifier), [])
 
     def default_materialization(self) -> str:
         """A view, not a copy: each model reads the table's files, pruned by its filters."""

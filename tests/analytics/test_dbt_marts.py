@@ -21,6 +21,7 @@ import orjson
 import polars as pl
 import pytest
 import yaml
+from dbt.adapters.duckdb.utils import SourceConfig
 from polars.testing import assert_frame_equal
 
 from iot_lake.catalog import (
@@ -32,8 +33,7 @@ from iot_lake.catalog import (
     ROLLUP_1M,
     TELEMETRY,
 )
-from iot_lake.dbt_lake import table_dataset
-from iot_lake.errors import InvalidInput
+from iot_lake.dbt_lake import Plugin
 from iot_lake.gold import rebuild_rollup
 from iot_lake.lake import Lake
 from iot_lake.partitions import EventWindow
@@ -87,7 +87,6 @@ def dbt_build(lake_root: str, work: Path) -> subprocess.CompletedProcess[str]:
         "IOT_LAKE_DBT_DATABASE": str(work / "marts.duckdb"),
         "DBT_TARGET_PATH": str(work / "target"),
         "DBT_LOG_PATH": str(work / "logs"),
-        "DO_NOT_TRACK": "1",
     }
     command = [str(DBT), "build", "--project-dir", str(PROJECT), "--profiles-dir", str(PROJECT)]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -156,14 +155,23 @@ def test_device_daily_health_counts_the_events(
     assert described.get_column("fleet").null_count() == 0
 
 
+def source(name: str) -> SourceConfig:
+    """What dbt-duckdb hands the plugin for `source('lake', name)`."""
+    return SourceConfig("lake", name, "lake", None, meta={}, tags=[])
+
+
 def test_a_table_not_created_yet_reads_empty_and_an_unknown_one_is_refused(
-    tmp_path: Path,
+    built_lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lake = Lake(str(tmp_path / "empty-lake"))
-    assert table_dataset(lake, "rollup_1d").schema == ROLLUP_1D.schema
-    assert table_dataset(lake, "rollup_1d").count_rows() == 0
-    with pytest.raises(InvalidInput, match="dbt source table: expected one of raw_telemetry"):
-        table_dataset(lake, "rollups_1d")
+    monkeypatch.setenv("IOT_LAKE_ROOT", str(tmp_path / "empty-lake"))
+    empty = Plugin(name="lake", plugin_config={}).load(source("rollup_1d"))
+    assert empty.schema == ROLLUP_1D.schema
+    assert empty.count_rows() == 0
+    monkeypatch.setenv("IOT_LAKE_ROOT", built_lake.root)
+    plugin = Plugin(name="lake", plugin_config={})
+    assert plugin.load(source("rollup_1d")).count_rows() == built_lake.read(ROLLUP_1D).height
+    with pytest.raises(KeyError, match="unknown table 'rollups_1d'; the catalog has: "):
+        plugin.load(source("rollups_1d"))
 
 
 def test_dbt_build_fails_when_a_mart_check_fails(built_lake: Lake, tmp_path: Path) -> None:
