@@ -70,6 +70,7 @@ from streaming.batch import RawBatch, now_micros
 from streaming.broker import Mosquitto
 from streaming.consumer import Consumer, ConsumerOptions
 from streaming.landing import CommitOutcome, LandingWriter, Position
+from streaming.lean import keep_pandas_out
 from streaming.simulator.fleet import Fleet, FleetSpec, SimMessage
 from streaming.simulator.mqtt_publisher import publish
 from streaming.sources.base import split_frame
@@ -275,8 +276,11 @@ def soak_child(path: str, lake_root: str, max_records: int, result_path: str) ->
     """The soak consumer, in a spawned process: deltalake panics in a forked child (tokio).
 
     Writes its figures as JSON for the parent, with the kernel's high-water mark of its RSS,
-    which catches a checkpoint spike shorter than the parent's sampling interval.
+    which catches a checkpoint spike shorter than the parent's sampling interval. Pandas is
+    kept out, as in the consumer `iot-lake consume` runs (streaming/lean.py).
     """
+    if not keep_pandas_out():
+        raise RuntimeError("pandas was imported before the soak consumer could keep it out")
     writer = LandingWriter(Lake(lake_root), consumer_id="bench-soak")
     options = ConsumerOptions(batch=BatchLimits(max_records=max_records))
     consumer = Consumer(FileSource(path), writer, options, report=note)

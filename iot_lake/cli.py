@@ -161,6 +161,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _consume(args: argparse.Namespace) -> int:
+    from streaming.lean import keep_pandas_out
+
+    keep_pandas_out()  # before the first Arrow conversion would import it
     from streaming.consumer import Consumer, ConsumerOptions
     from streaming.landing import LandingWriter
     from streaming.sources.registry import open_source

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.dataset as ds
 from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
@@ -26,6 +25,9 @@ from iot_lake.catalog import (
 )
 from iot_lake.delta_files import commit_overwrite, output_filesystem, write_partition_files
 from iot_lake.settings import Settings
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds  # imported where a dataset is made: it imports pandas
 
 
 def writer_properties(spec: TableSpec) -> WriterProperties:
@@ -261,6 +263,8 @@ class Lake:
         read as Arrow dictionaries, as Parquet stores them: a reader that only groups or
         ranks them never compares their strings row by row.
         """
+        import pyarrow.dataset as ds
+
         table = self.open(spec)
         if table is None:
             return ds.dataset(spec.schema.empty_table())
