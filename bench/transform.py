@@ -267,13 +267,13 @@ def code_location(lake_root: str) -> CodeLocation:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
         warnings.simplefilter("ignore", dg.PreviewWarning)
+        from assets.marts import dbt_resource
         from iot_lake.definitions import defs
         from resources.lake import LakeResource
         from sensors.raw_landing import day_selection, raw_landing_sensor
 
-    definitions = dg.Definitions(
-        assets=defs.assets, jobs=defs.jobs, resources={"lake": LakeResource(root=lake_root)}
-    )
+    resources = {"lake": LakeResource(root=lake_root), "dbt": dbt_resource()}
+    definitions = dg.Definitions(assets=defs.assets, jobs=defs.jobs, resources=resources)
     job = definitions.resolve_job_def(raw_landing_sensor.job_name or "event_day_job")
     return CodeLocation(job, raw_landing_sensor, day_selection)
 

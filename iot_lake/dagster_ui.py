@@ -30,7 +30,7 @@ from pathlib import Path
 
 import psutil
 
-from iot_lake.settings import Settings
+from iot_lake.settings import Settings, absolute_root
 
 DEFAULT_HOME = Path(".run") / "dagster"  # beside .run/mosquitto (streaming/demo_mqtt.py)
 CODE_LOCATION_MODULE = "iot_lake.definitions"  # what workspace.yaml loads
@@ -65,8 +65,7 @@ def lake_environment(settings: Settings) -> dict[str, str]:
     and AWS_* setting was read from the environment the child inherits. A local root is made
     absolute so that runs find it whatever their working directory.
     """
-    root = settings.lake_root if settings.is_remote else str(Path(settings.lake_root).absolute())
-    return {"IOT_LAKE_ROOT": root}
+    return {"IOT_LAKE_ROOT": absolute_root(settings.lake_root)}
 
 
 def live_group_members(pgid: int) -> list[psutil.Process]:

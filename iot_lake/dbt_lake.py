@@ -28,8 +28,12 @@ class Plugin(BasePlugin):  # type: ignore[misc]  # dbt-duckdb ships no type info
     """dbt-duckdb's entry point: `load` is called once per source a run selects."""
 
     def initialize(self, plugin_config: dict[str, Any]) -> None:
-        """Find the lake from the settings, as the CLI and the consumer do (no plugin config)."""
-        self.lake = Lake.from_settings(load_settings())
+        """The lake of the `root` the profile passes (dbt var `lake_root`), else the settings'.
+
+        Storage options come from the environment either way, as for every other reader.
+        """
+        root = plugin_config.get("root") or None
+        self.lake = Lake.from_settings(load_settings().with_overrides(lake_root=root))
 
     def load(self, source_config: SourceConfig) -> ds.Dataset:
         """The source's table, by the name dbt_project/models/sources.yml gives it."""

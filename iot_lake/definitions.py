@@ -8,6 +8,8 @@ device_baselines follow by their automation condition (D..D+6 after rollup_1h of
 rebuilt). device_registry and
 device_state (unpartitioned) merge what silver committed since their last run; their
 automation condition requests them whenever any silver day is rebuilt.
+dbt_marts are dbt_project/'s models (assets/marts.py), downstream of the tables their dbt
+sources name, requested by automation after any of those is rebuilt.
 lake_maintenance_schedule runs lake_maintenance_job nightly (compaction, vacuum, raw
 retention). automation_condition_sensor evaluates all automation conditions and, unlike
 Dagster's default one, starts running. Every list is spelled out
@@ -24,6 +26,7 @@ from assets.device_events import device_events
 from assets.device_state import device_registry, device_state
 from assets.jobs import event_day_job, silver_job
 from assets.late_data import late_data_ledger
+from assets.marts import dbt_marts, dbt_resource
 from assets.rollups import rollup_1d, rollup_1h, rollup_1m
 from assets.telemetry import telemetry
 from iot_lake.catalog import RAW_TELEMETRY
@@ -57,10 +60,11 @@ defs = dg.Definitions(
         device_baselines,
         device_registry,
         device_state,
+        dbt_marts,
     ],
     asset_checks=QUALITY_CHECKS,
     jobs=[silver_job, event_day_job, lake_maintenance_job],
     sensors=[raw_landing_sensor, automation_condition_sensor],
     schedules=[lake_maintenance_schedule],
-    resources={"lake": LakeResource.from_settings(load_settings())},
+    resources={"lake": LakeResource.from_settings(load_settings()), "dbt": dbt_resource()},
 )

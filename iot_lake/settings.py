@@ -11,6 +11,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from iot_lake.errors import InvalidInput
@@ -109,6 +110,14 @@ class Settings:
     def with_overrides(self, **changes: Any) -> Settings:  # noqa: ANN401
         """Return a copy with the given top-level fields replaced (None values ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def absolute_root(root: str) -> str:
+    """A local lake root made absolute; an object-store URI as it is.
+
+    So that a process with another working directory (dbt, a Dagster run) finds the lake.
+    """
+    return root if Settings(lake_root=root).is_remote else str(Path(root).absolute())
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -16,6 +16,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import orjson
 import polars as pl
@@ -24,6 +25,7 @@ import yaml
 from dbt.adapters.duckdb.utils import SourceConfig
 from polars.testing import assert_frame_equal
 
+from assets.marts import dbt_marts, dbt_resource
 from iot_lake.catalog import (
     CATALOG,
     DEVICE_EVENTS,
@@ -40,6 +42,7 @@ from iot_lake.partitions import EventWindow
 from iot_lake.rebuild import SilverRules, rebuild_silver
 from iot_lake.shadow_update import update_shadow_table
 from iot_lake.wire import topic_for
+from resources.lake import LakeResource
 from streaming.simulator.fleet import SimMessage
 from tests.dagster.conftest import land, micros, simulated_days
 
@@ -187,3 +190,43 @@ def test_dbt_build_fails_when_a_mart_check_fails(built_lake: Lake, tmp_path: Pat
     run = dbt_build(str(copy), tmp_path / "dbt")
     assert run.returncode != 0
     assert re.search(r"FAIL \d+ fleet_metric_daily_bounds", run.stdout), run.stdout
+
+
+def test_dagster_builds_the_marts_with_their_dbt_tests_as_checks(
+    built_lake: Lake,
+    marts: duckdb.DuckDBPyConnection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The marts as the code location runs them: downstream of the tables dbt reads, built
+    from the lake resource's lake even where the environment names another one."""
+    resources = {"dbt": dbt_resource(), "lake": LakeResource(root=built_lake.root)}
+    graph = dg.Definitions(assets=[dbt_marts], resources=resources).resolve_asset_graph()
+    parents = {
+        key.to_user_string(): {parent.to_user_string() for parent in graph.get(key).parent_keys}
+        for key in dbt_marts.keys
+    }
+    assert parents == {
+        "fleet_metric_daily": {ROLLUP_1D.name},
+        "device_daily_health": {DEVICE_EVENTS.name, DEVICE_REGISTRY.name},
+    }
+    monkeypatch.setenv("IOT_LAKE_ROOT", str(tmp_path / "another-lake"))
+    database = tmp_path / "marts.duckdb"
+    monkeypatch.setenv("IOT_LAKE_DBT_DATABASE", str(database))
+    result = dg.materialize(
+        [dbt_marts], resources=resources, instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+    materialized = {event.asset_key for event in result.get_asset_materialization_events()}
+    assert materialized == set(dbt_marts.keys)
+    checks = result.get_asset_check_evaluations()
+    assert {check.asset_check_key for check in checks} == set(dbt_marts.check_keys)
+    assert len(checks) >= 10
+    assert all(check.passed for check in checks)
+    built = duckdb.connect(str(database), read_only=True)
+    for mart in ("fleet_metric_daily", "device_daily_health"):
+        order = "ORDER BY ALL"
+        assert_frame_equal(
+            built.sql(f"SELECT * FROM {mart} {order}").pl(),
+            marts.sql(f"SELECT * FROM {mart} {order}").pl(),
+        )

@@ -16,6 +16,7 @@ import dagster as dg
 import orjson
 import pytest
 
+from assets.marts import dbt_resource
 from iot_lake.definitions import defs
 from iot_lake.lake import Lake
 from iot_lake.wire import topic_for
@@ -135,7 +136,10 @@ def instance() -> dg.DagsterInstance:
 def definitions_for(lake_resource: LakeResource) -> dg.Definitions:
     """The code location's definitions, with the lake resource pointed at this test's lake."""
     return dg.Definitions(
-        assets=defs.assets, jobs=defs.jobs, sensors=defs.sensors, resources={"lake": lake_resource}
+        assets=defs.assets,
+        jobs=defs.jobs,
+        sensors=defs.sensors,
+        resources={"lake": lake_resource, "dbt": dbt_resource()},
     )
 
 

@@ -28,6 +28,8 @@ def test_definitions_hold_the_silver_and_gold_assets_sensor_and_lake():
         "device_baselines",
         "device_registry",
         "device_state",
+        "fleet_metric_daily",
+        "device_daily_health",
     }
     assert defs.resolve_sensor_def("raw_landing_sensor").job_name == "event_day_job"
 

@@ -9,6 +9,7 @@ import orjson
 import polars as pl
 
 from assets.checks import FRESHNESS, rollup_1m_quality, telemetry_freshness, telemetry_quality
+from assets.marts import dbt_resource
 from assets.rollups import rollup_1m
 from assets.telemetry import telemetry
 from iot_lake.catalog import ROLLUP_1M, TELEMETRY
@@ -70,7 +71,7 @@ def test_clean_days_pass_every_blocking_check_in_the_sensors_job(lake_resource, 
         assets=defs.assets,
         asset_checks=defs.asset_checks,
         jobs=defs.jobs,
-        resources={"lake": lake_resource},
+        resources={"lake": lake_resource, "dbt": dbt_resource()},
     )
     selection = [dg.AssetKey(name) for name in ("telemetry", "rollup_1m", "rollup_1h", "rollup_1d")]
 
