@@ -40,6 +40,7 @@ from iot_lake.quality import (
     QualityError,
     Validation,
     columns_for,
+    range_mostly_of_rows,
 )
 
 
@@ -49,9 +50,16 @@ def _meta(check: str, name: str) -> dict[str, str]:
 
 
 def _range_expectations(
-    column: str, metrics: Mapping[str, MetricSpec], mostly: float
+    column: str,
+    metrics: Mapping[str, MetricSpec],
+    mostly: float,
+    mostly_of_rows: Mapping[tuple[str, str], float],
 ) -> list[gx.expectations.Expectation]:
-    """Per known metric: `column` within its range, for rows in its canonical unit."""
+    """Per known metric: `column` within its range, for rows in its canonical unit.
+
+    `mostly_of_rows` gives, per (metric, unit), the share of rows for `mostly` of the
+    readings where a row stands for several (iot_lake.quality.range_mostly_of_rows).
+    """
     expectations: list[gx.expectations.Expectation] = []
     for spec in metrics.values():
         # A known metric in a unit the catalog cannot convert keeps the value as reported
@@ -63,7 +71,7 @@ def _range_expectations(
                 column=column,
                 min_value=spec.minimum,
                 max_value=spec.maximum,
-                mostly=mostly,
+                mostly=mostly_of_rows.get((spec.name, spec.unit), mostly),
                 row_condition=in_canonical_unit,
                 meta=_meta(VALUES_IN_RANGE, name),
             )
@@ -75,11 +83,13 @@ def suite_for(
     spec: TableSpec,
     range_mostly: float = DEFAULT_RANGE_MOSTLY,
     metrics: Mapping[str, MetricSpec] = METRICS,
+    mostly_of_rows: Mapping[tuple[str, str], float] | None = None,
 ) -> gx.ExpectationSuite:
     """The expectations a partition of a checked table must meet, from the two catalogs.
 
     Key columns not null and unique together, for every row; each known metric's values
-    within its range for at least `range_mostly` of its rows (see `iot_lake.quality`).
+    within its range for at least `range_mostly` of its readings (see `iot_lake.quality`;
+    `mostly_of_rows` for a table whose rows stand for several readings).
     """
     if not 0.0 < range_mostly <= 1.0:
         raise ValueError(f"range_mostly must be in (0, 1], got {range_mostly}")
@@ -96,7 +106,9 @@ def suite_for(
         )
     )
     for column in RANGE_COLUMNS[spec.name]:
-        expectations.extend(_range_expectations(column, metrics, range_mostly))
+        expectations.extend(
+            _range_expectations(column, metrics, range_mostly, mostly_of_rows or {})
+        )
     # Given whole: `add_expectation` would look for a data context to save the suite in.
     return gx.ExpectationSuite(name=spec.name, expectations=expectations)
 
@@ -127,13 +139,16 @@ def _outcome(result: ExpectationValidationResult) -> ExpectationOutcome:
         message = result.exception_info.get("exception_message")
         raise QualityError(f"{config.meta['name']} could not be evaluated: {message}")
     details = result.result
+    element_count = int(details.get("element_count") or 0)
+    mostly = float(config.kwargs.get("mostly", 1.0))
     return ExpectationOutcome(
         check=config.meta["check"],
         name=config.meta["name"],
         passed=bool(result.success),
-        element_count=int(details.get("element_count") or 0),
+        element_count=element_count,
         unexpected_count=int(details.get("unexpected_count") or 0),
         unexpected_percent=float(details.get("unexpected_percent") or 0.0),
+        tolerated=(1.0 - mostly) * element_count,
         examples=_examples(details),
     )
 
@@ -156,8 +171,11 @@ def validate_frame(
         .add_batch_definition_whole_dataframe("partition")
         .get_batch(batch_parameters={"dataframe": data})
     )
+    suite = suite_for(
+        spec, range_mostly, mostly_of_rows=range_mostly_of_rows(spec, frame, range_mostly)
+    )
     result = batch.validate(
-        suite_for(spec, range_mostly),
+        suite,
         result_format={
             "result_format": "SUMMARY",
             "partial_unexpected_count": EXAMPLES,

@@ -77,6 +77,7 @@ def test_suite_comes_from_the_table_and_metric_catalogs():
         "bucket_start",
         "min",
         "max",
+        "count",
     }
 
 
@@ -129,6 +130,55 @@ def test_a_few_broken_sensors_pass_the_range_and_many_fail_it():
     assert hot.examples[0]["device_id"] < "env-010"
     # Humidity of the same devices was fine and says so.
     assert outcome(failing, "value of humidity in [0, 100] pct").unexpected_count == 40
+
+
+def minute_buckets(devices: int, minutes: int, readings_each: int) -> pl.DataFrame:
+    """rollup_1m rows of temperature: each bucket holds `readings_each` readings, all fine."""
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    rows = [
+        (f"env-{d:03d}", "temperature", "degC", start + timedelta(minutes=m), 18.0, 22.0)
+        for d in range(devices)
+        for m in range(minutes)
+    ]
+    schema = ["device_id", "metric", "unit", "bucket_start", "min", "max"]
+    frame = pl.DataFrame(rows, schema=schema, orient="row")
+    return frame.with_columns(count=pl.lit(readings_each, pl.Int64))
+
+
+MINUTE_TEMPERATURE = "max of temperature in [-60, 100] degC"
+
+
+def test_rollup_buckets_are_tolerated_by_the_readings_behind_them():
+    # 50 devices x 40 minutes = 2,000 buckets of 6 readings (a reading every 10 s): 12,000
+    # readings, so 1% of them (120) may sit in buckets out of range, whatever the buckets'
+    # own share: 100 spiked buckets (5% of buckets, at most 0.8% of readings) pass.
+    frame = minute_buckets(devices=50, minutes=40, readings_each=6)
+    minute = pl.col("bucket_start").dt.minute()
+    spiked = set_values(frame, (minute == 7) & (pl.col("device_id") < "env-100"), max=700.0)
+    spiked = set_values(spiked, (minute == 9) & (pl.col("device_id") < "env-050"), max=700.0)
+    broken = set_values(frame, minute < 3, max=700.0)  # 150 buckets, up to 900 readings
+
+    tolerated = validate_frame(ROLLUP_1M, spiked, DAY)
+    failing = validate_frame(ROLLUP_1M, broken, DAY)
+    single = validate_frame(ROLLUP_1M, spiked.with_columns(count=pl.lit(1, pl.Int64)), DAY)
+
+    assert outcome(tolerated, MINUTE_TEMPERATURE).unexpected_count == 100
+    assert outcome(tolerated, MINUTE_TEMPERATURE).tolerated == pytest.approx(120.0)
+    assert outcome(tolerated, MINUTE_TEMPERATURE).passed
+    hot = outcome(failing, MINUTE_TEMPERATURE)
+    assert (hot.unexpected_count, hot.passed) == (150, False)
+    # Buckets of one reading each are judged as readings are: 5% out fails.
+    assert not outcome(single, MINUTE_TEMPERATURE).passed
+    summary = summarize([failing], VALUES_IN_RANGE)
+    assert summary.failed == [
+        "2026-11-01: max of temperature in [-60, 100] degC: 150 of 2000 rows (7.50%), 120 tolerated"
+    ]
+    # Device shards add up the readings each tolerated: the same verdicts.
+    for frame_, whole in ((spiked, tolerated), (broken, failing)):
+        sharded = validate_in_shards(ROLLUP_1M, frame_, DAY, max_rows=700)
+        one, many = outcome(whole, MINUTE_TEMPERATURE), outcome(sharded, MINUTE_TEMPERATURE)
+        assert (many.passed, many.unexpected_count) == (one.passed, one.unexpected_count)
+        assert many.tolerated == pytest.approx(one.tolerated)
 
 
 def test_null_and_duplicated_keys_fail_on_a_single_row():
@@ -184,7 +234,7 @@ def test_summary_fails_when_any_day_fails():
     assert not summary.passed
     assert summary.rows == good.rows + bad.rows
     assert summary.unexpected_count == 200
-    assert summary.failed == [f"2026-11-02: {TEMPERATURE}: 200 of 200 rows (100.00%)"]
+    assert summary.failed == [f"2026-11-02: {TEMPERATURE}: 200 of 200 rows (100.00%), 2 tolerated"]
     assert {e["day"] for e in summary.examples} == {"2026-11-02"}
     assert summarize([good, bad], KEYS_UNIQUE).passed
 
