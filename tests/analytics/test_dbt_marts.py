@@ -213,6 +213,7 @@ def test_dagster_builds_the_marts_with_their_dbt_tests_as_checks(
     monkeypatch.setenv("IOT_LAKE_ROOT", str(tmp_path / "another-lake"))
     database = tmp_path / "marts.duckdb"
     monkeypatch.setenv("IOT_LAKE_DBT_DATABASE", str(database))
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))  # the run's artifacts
     result = dg.materialize(
         [dbt_marts], resources=resources, instance=dg.DagsterInstance.ephemeral()
     )
