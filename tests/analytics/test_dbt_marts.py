@@ -22,10 +22,11 @@ import orjson
 import polars as pl
 import pytest
 import yaml
+from dagster_dbt import DbtProject
 from dbt.adapters.duckdb.utils import SourceConfig
 from polars.testing import assert_frame_equal
 
-from assets.marts import dbt_marts, dbt_resource
+from assets.marts import dbt_marts, dbt_resource, ensure_manifest
 from iot_lake.catalog import (
     CATALOG,
     DEVICE_EVENTS,
@@ -231,3 +232,19 @@ def test_dagster_builds_the_marts_with_their_dbt_tests_as_checks(
             built.sql(f"SELECT * FROM {mart} {order}").pl(),
             marts.sql(f"SELECT * FROM {mart} {order}").pl(),
         )
+
+
+def test_the_manifest_is_parsed_when_missing_or_older_than_a_model(tmp_path: Path) -> None:
+    copy = tmp_path / "dbt_project"
+    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("target", "logs"))
+    project = DbtProject(project_dir=copy, profiles_dir=copy)
+
+    manifest = ensure_manifest(project)  # a fresh checkout: none yet
+    assert "model.iot_lake.fleet_metric_daily" in orjson.loads(manifest.read_bytes())["nodes"]
+    parsed = manifest.stat().st_mtime_ns
+    assert ensure_manifest(project).stat().st_mtime_ns == parsed  # up to date: kept
+
+    model = copy / "models" / "marts" / "fleet_metric_daily.sql"
+    later = manifest.stat().st_mtime + 5
+    os.utime(model, (later, later))  # the model edited after the parse
+    assert ensure_manifest(project).stat().st_mtime_ns > parsed
