@@ -267,12 +267,11 @@ def code_location(lake_root: str) -> CodeLocation:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        from assets.marts import dbt_resource
-        from iot_lake.definitions import defs
+        from iot_lake.definitions import defs, resources_with_lake
         from resources.lake import LakeResource
         from sensors.raw_landing import day_selection, raw_landing_sensor
 
-    resources = {"lake": LakeResource(root=lake_root), "dbt": dbt_resource()}
+    resources = resources_with_lake(LakeResource(root=lake_root))
     definitions = dg.Definitions(assets=defs.assets, jobs=defs.jobs, resources=resources)
     job = definitions.resolve_job_def(raw_landing_sensor.job_name or "event_day_job")
     return CodeLocation(job, raw_landing_sensor, day_selection)

@@ -48,6 +48,16 @@ raw_telemetry = dg.AssetSpec(
     },
 )
 
+
+def resources_with_lake(lake: LakeResource) -> dict[str, dg.ConfigurableResource]:
+    """The resources the code location's assets need, with `lake` as the lake.
+
+    The code location's own below; a test or bench pointing the graph at another lake
+    builds its Definitions from this, so a new resource is added here once.
+    """
+    return {"lake": lake, "dbt": dbt_resource()}
+
+
 defs = dg.Definitions(
     assets=[
         raw_telemetry,
@@ -66,5 +76,5 @@ defs = dg.Definitions(
     jobs=[silver_job, event_day_job, lake_maintenance_job],
     sensors=[raw_landing_sensor, automation_condition_sensor],
     schedules=[lake_maintenance_schedule],
-    resources={"lake": LakeResource.from_settings(load_settings()), "dbt": dbt_resource()},
+    resources=resources_with_lake(LakeResource.from_settings(load_settings())),
 )

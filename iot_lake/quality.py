@@ -82,8 +82,8 @@ def checks_for(spec: TableSpec) -> tuple[str, ...]:
 def columns_for(spec: TableSpec) -> list[str]:
     """The only columns a validation reads: keys, metric and unit, the range-checked values."""
     ranged = RANGE_COLUMNS[spec.name]
-    readings = [READINGS_COLUMN[spec.name]] if ranged and spec.name in READINGS_COLUMN else []
-    wanted = {*spec.key_columns, "metric", "unit", *ranged, *readings}
+    readings = READINGS_COLUMN.get(spec.name)
+    wanted = {*spec.key_columns, "metric", "unit", *ranged, *([readings] if readings else [])}
     return [name for name in spec.column_names if name in wanted]
 
 

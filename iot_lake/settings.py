@@ -105,11 +105,16 @@ class Settings:
     @property
     def is_remote(self) -> bool:
         """True when the lake lives in an object store rather than on a local disk."""
-        return "://" in self.lake_root and not self.lake_root.startswith("file://")
+        return is_remote_root(self.lake_root)
 
     def with_overrides(self, **changes: Any) -> Settings:  # noqa: ANN401
         """Return a copy with the given top-level fields replaced (None values ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def is_remote_root(root: str) -> bool:
+    """True for an object-store URI (s3://...), False for a local path or file:// URI."""
+    return "://" in root and not root.startswith("file://")
 
 
 def absolute_root(root: str) -> str:
@@ -117,7 +122,7 @@ def absolute_root(root: str) -> str:
 
     So that a process with another working directory (dbt, a Dagster run) finds the lake.
     """
-    return root if Settings(lake_root=root).is_remote else str(Path(root).absolute())
+    return root if is_remote_root(root) else str(Path(root).absolute())
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:

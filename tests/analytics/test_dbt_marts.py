@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +25,12 @@ from dagster_dbt import DbtProject
 from dbt.adapters.duckdb.utils import SourceConfig
 from polars.testing import assert_frame_equal
 
-from assets.marts import dbt_marts, dbt_resource, ensure_manifest
+from assets.marts import (
+    DBT_EXECUTABLE,
+    DBT_PROJECT_DIR,
+    dbt_marts,
+    ensure_manifest,
+)
 from iot_lake.catalog import (
     CATALOG,
     DEVICE_EVENTS,
@@ -37,6 +41,7 @@ from iot_lake.catalog import (
     TELEMETRY,
 )
 from iot_lake.dbt_lake import Plugin
+from iot_lake.definitions import resources_with_lake
 from iot_lake.gold import rebuild_rollup
 from iot_lake.lake import Lake
 from iot_lake.partitions import EventWindow
@@ -47,8 +52,7 @@ from resources.lake import LakeResource
 from streaming.simulator.fleet import SimMessage
 from tests.dagster.conftest import land, micros, simulated_days
 
-PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
-DBT = Path(sys.executable).parent / "dbt"
+PROJECT = DBT_PROJECT_DIR
 DAYS = EventWindow(date(2026, 11, 1), date(2026, 11, 3))
 RULES = SilverRules(skew_tolerance=timedelta(seconds=300), max_lateness=timedelta(days=7))
 
@@ -92,7 +96,14 @@ def dbt_build(lake_root: str, work: Path) -> subprocess.CompletedProcess[str]:
         "DBT_TARGET_PATH": str(work / "target"),
         "DBT_LOG_PATH": str(work / "logs"),
     }
-    command = [str(DBT), "build", "--project-dir", str(PROJECT), "--profiles-dir", str(PROJECT)]
+    command = [
+        DBT_EXECUTABLE,
+        "build",
+        "--project-dir",
+        str(PROJECT),
+        "--profiles-dir",
+        str(PROJECT),
+    ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -201,7 +212,7 @@ def test_dagster_builds_the_marts_with_their_dbt_tests_as_checks(
 ) -> None:
     """The marts as the code location runs them: downstream of the tables dbt reads, built
     from the lake resource's lake even where the environment names another one."""
-    resources = {"dbt": dbt_resource(), "lake": LakeResource(root=built_lake.root)}
+    resources = resources_with_lake(LakeResource(root=built_lake.root))
     graph = dg.Definitions(assets=[dbt_marts], resources=resources).resolve_asset_graph()
     parents = {
         key.to_user_string(): {parent.to_user_string() for parent in graph.get(key).parent_keys}

@@ -16,8 +16,7 @@ import dagster as dg
 import orjson
 import pytest
 
-from assets.marts import dbt_resource
-from iot_lake.definitions import defs
+from iot_lake.definitions import defs, resources_with_lake
 from iot_lake.lake import Lake
 from iot_lake.wire import topic_for
 from resources.lake import LakeResource
@@ -139,7 +138,7 @@ def definitions_for(lake_resource: LakeResource) -> dg.Definitions:
         assets=defs.assets,
         jobs=defs.jobs,
         sensors=defs.sensors,
-        resources={"lake": lake_resource, "dbt": dbt_resource()},
+        resources=resources_with_lake(lake_resource),
     )
 
 

@@ -9,11 +9,10 @@ import orjson
 import polars as pl
 
 from assets.checks import FRESHNESS, rollup_1m_quality, telemetry_freshness, telemetry_quality
-from assets.marts import dbt_resource
 from assets.rollups import rollup_1m
 from assets.telemetry import telemetry
 from iot_lake.catalog import ROLLUP_1M, TELEMETRY
-from iot_lake.definitions import defs
+from iot_lake.definitions import defs, resources_with_lake
 from iot_lake.metrics import metric_ranges
 from iot_lake.quality import KEYS_UNIQUE, VALUES_IN_RANGE
 from iot_lake.wire import topic_for
@@ -71,7 +70,7 @@ def test_clean_days_pass_every_blocking_check_in_the_sensors_job(lake_resource, 
         assets=defs.assets,
         asset_checks=defs.asset_checks,
         jobs=defs.jobs,
-        resources={"lake": lake_resource, "dbt": dbt_resource()},
+        resources=resources_with_lake(lake_resource),
     )
     selection = [dg.AssetKey(name) for name in ("telemetry", "rollup_1m", "rollup_1h", "rollup_1d")]
 
