@@ -1,4 +1,5 @@
-"""Fixtures for the UI tests: Debian's Chromium driven by Playwright, and a way to see failures.
+"""Fixtures for the UI tests: Debian's Chromium driven by Playwright, a way to see failures, and
+the process groups a test started, killed at its end.
 
 Playwright's own browser download needs the internet, so the browser is the Debian package
 (`make chromium`, which `make test` runs). Chromium's background services (update checks,
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
+
+from iot_lake.dagster_ui import live_group_members
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -58,3 +61,13 @@ def screenshot_on_failure(page: Page, path: Path) -> Iterator[None]:
         page.screenshot(path=path, full_page=True)
         print(f"screenshot of the failure: {path}")
         raise
+
+
+@pytest.fixture
+def process_groups() -> Iterator[set[int]]:
+    """Groups the test started; whatever of them still runs at teardown is killed."""
+    groups: set[int] = set()
+    yield groups
+    for pgid in groups:
+        for member in live_group_members(pgid):
+            member.kill()
