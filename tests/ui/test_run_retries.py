@@ -7,6 +7,7 @@ for it in the instance `dagster dev` gets).
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -19,14 +20,25 @@ from tests.ui.commands import ctrl_c, start_run
 FAILURE_REASON = "dagster/failure_reason"  # why Dagster failed a run
 
 
-def runs_of(home: Path, status: dg.DagsterRunStatus) -> list[dg.DagsterRun]:
-    """The runs of the instance in `home` (DAGSTER_HOME) with this status, read from its storage.
+def started(cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """`iot-lake run` in `cwd`, once its UI answers.
 
-    Empty before `dagster dev` has created its run storage (opening the instance first would
-    create it too, racing dagster's own creation).
+    Only then has `dagster dev` created its storage: a reader opening the instance earlier
+    would create the tables too, racing it ("table snapshots already exists").
     """
-    if not (home / "storage" / "history" / "runs.db").exists():
-        return []
+    port = free_port()
+    process, output = start_run(cwd, "--ui-port", str(port), *args)
+    ready = f"Dagster UI ready at http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: ready in output.read_text(), 180, f"the UI on port {port}", 0.25)
+    except TimeoutError:
+        ctrl_c(process)
+        raise
+    return process, output
+
+
+def runs_of(home: Path, status: dg.DagsterRunStatus) -> list[dg.DagsterRun]:
+    """The runs of the instance in `home` (DAGSTER_HOME) with this status, read from its storage."""
     with dg.DagsterInstance.from_config(str(home)) as instance:
         return list(instance.get_runs(dg.RunsFilter(statuses=[status])))
 
@@ -40,7 +52,7 @@ def test_a_run_cut_short_by_ctrl_c_is_run_again_after_the_restart(tmp_path, proc
     home = tmp_path / ".run" / "dagster"
     cut_short: list[dg.DagsterRun] = []
     for _ in range(3):
-        process, output = start_run(tmp_path, "--ui-port", str(free_port()))
+        process, output = started(tmp_path)
         process_groups.add(process.pid)
         try:
             wait_until(
@@ -56,7 +68,7 @@ def test_a_run_cut_short_by_ctrl_c_is_run_again_after_the_restart(tmp_path, proc
     assert cut_short, "no run was in progress at any of 3 Ctrl-Cs"
     [first] = cut_short
 
-    process, output = start_run(tmp_path, "--ui-port", str(free_port()))
+    process, output = started(tmp_path)
     process_groups.add(process.pid)
     try:
         [retry] = wait_until(
