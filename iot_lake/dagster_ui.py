@@ -43,10 +43,9 @@ LOG_NAME = "dagster-dev.log"
 # A run cut short (Ctrl-C stopping `dagster dev` mid-run: its worker gets the SIGINT too)
 # fails as an UNEXPECTED_TERMINATION. The sensor's cursor is already past the raw commits
 # that run was to rebuild, so its hours would stay stale until new data touched them again:
-# the daemon re-executes it from where it stopped, up to MAX_RUN_RETRIES times, also once
+# the daemon re-executes it from where it stopped, up to 2 times (`run_retries`), also once
 # it has been started again after the Ctrl-C. A run its own step failed (a blocking quality
 # check) would fail again the same way and is not retried.
-MAX_RUN_RETRIES = 2
 INSTANCE_YAML = """\
 # Written by `iot-lake run` at every start (iot_lake/dagster_ui.py): edit it there.
 storage:
@@ -57,7 +56,7 @@ concurrency:
     max_concurrent_runs: 1
 run_retries:
   enabled: true
-  max_retries: {max_retries}
+  max_retries: 2
   retry_on_asset_or_op_failure: false
 telemetry:
   enabled: false
@@ -165,10 +164,7 @@ class DagsterDev:
                 "choose another port with --ui-port or IOT_LAKE_UI_PORT, or pass --no-ui"
             )
         self.home.mkdir(parents=True, exist_ok=True)
-        instance_yaml = INSTANCE_YAML.format(
-            storage=self.home / "storage", max_retries=MAX_RUN_RETRIES
-        )
-        (self.home / "dagster.yaml").write_text(instance_yaml)
+        (self.home / "dagster.yaml").write_text(INSTANCE_YAML.format(storage=self.home / "storage"))
         command = [sys.executable, "-m", "dagster", "dev", "-m", CODE_LOCATION_MODULE]
         command += ["--host", self.host, "--port", str(self.port)]
         env = {**os.environ, **self.environment, "DAGSTER_HOME": str(self.home)}

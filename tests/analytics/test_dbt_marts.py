@@ -52,7 +52,6 @@ from resources.lake import LakeResource
 from streaming.simulator.fleet import SimMessage
 from tests.dagster.conftest import land, micros, simulated_days
 
-PROJECT = DBT_PROJECT_DIR
 DAYS = EventWindow(date(2026, 11, 1), date(2026, 11, 3))
 RULES = SilverRules(skew_tolerance=timedelta(seconds=300), max_lateness=timedelta(days=7))
 
@@ -100,9 +99,9 @@ def dbt_build(lake_root: str, work: Path) -> subprocess.CompletedProcess[str]:
         DBT_EXECUTABLE,
         "build",
         "--project-dir",
-        str(PROJECT),
+        str(DBT_PROJECT_DIR),
         "--profiles-dir",
-        str(PROJECT),
+        str(DBT_PROJECT_DIR),
     ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
@@ -117,7 +116,7 @@ def marts(built_lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> duckdb.
 
 
 def test_sources_are_the_catalog() -> None:
-    sources = yaml.safe_load((PROJECT / "models" / "sources.yml").read_text())["sources"]
+    sources = yaml.safe_load((DBT_PROJECT_DIR / "models" / "sources.yml").read_text())["sources"]
     assert [source["meta"]["plugin"] for source in sources] == ["lake"]
     assert [table["name"] for table in sources[0]["tables"]] == list(CATALOG)
 
@@ -247,7 +246,7 @@ def test_dagster_builds_the_marts_with_their_dbt_tests_as_checks(
 
 def test_the_manifest_is_parsed_when_missing_or_older_than_a_model(tmp_path: Path) -> None:
     copy = tmp_path / "dbt_project"
-    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("target", "logs"))
+    shutil.copytree(DBT_PROJECT_DIR, copy, ignore=shutil.ignore_patterns("target", "logs"))
     project = DbtProject(project_dir=copy, profiles_dir=copy)
 
     manifest = ensure_manifest(project)  # a fresh checkout: none yet

@@ -13,7 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support import wait_until
+
 STOP_BOUND_S = 120  # the consumer's last commit, then dagster dev's own shutdown
+UI_BOUND_S = 120  # as long as `iot-lake run` itself waits for the UI to answer
 
 
 def start_run(cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
@@ -39,3 +42,11 @@ def ctrl_c(process: subprocess.Popen[bytes]) -> tuple[int, float]:
     os.killpg(process.pid, signal.SIGINT)
     code = process.wait(STOP_BOUND_S)
     return code, time.monotonic() - started
+
+
+def wait_for_ui(output: Path, port: int) -> float:
+    """Wait until `iot-lake run` prints that its UI answers on `port`; the seconds it took."""
+    started = time.monotonic()
+    ready = f"Dagster UI ready at http://127.0.0.1:{port}"
+    wait_until(lambda: ready in output.read_text(), UI_BOUND_S, f"the UI on port {port}", 0.25)
+    return time.monotonic() - started

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from pathlib import Path
 
 import psutil
@@ -20,7 +19,7 @@ from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.dagster_ui import live_group_members
 from iot_lake.lake import Lake
 from tests.support import free_port, wait_until
-from tests.ui.commands import ctrl_c, start_run
+from tests.ui.commands import ctrl_c, start_run, wait_for_ui
 
 
 def raw_landed(cwd: Path) -> bool:
@@ -36,14 +35,7 @@ def test_ctrl_c_stops_the_consumer_then_every_dagster_process(tmp_path, process_
     process, output = start_run(tmp_path, "--ui-port", str(port))
     process_groups.add(process.pid)
     try:
-        started = time.monotonic()
-        wait_until(
-            lambda: f"Dagster UI ready at http://127.0.0.1:{port}" in output.read_text(),
-            120,
-            f"the UI on port {port}",
-            interval_s=0.25,
-        )
-        ready_s = time.monotonic() - started
+        ready_s = wait_for_ui(output, port)
         wait_until(lambda: raw_landed(tmp_path), 60, "the consumer's first commit")
         children = psutil.Process(process.pid).children(recursive=True)
         commands = " ".join(" ".join(child.cmdline()) for child in children)

@@ -15,7 +15,7 @@ import pytest
 
 from assets.partitions import EVENT_HOURS_TAG
 from tests.support import free_port, wait_until
-from tests.ui.commands import ctrl_c, start_run
+from tests.ui.commands import ctrl_c, start_run, wait_for_ui
 
 FAILURE_REASON = "dagster/failure_reason"  # why Dagster failed a run
 
@@ -28,9 +28,8 @@ def started(cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
     """
     port = free_port()
     process, output = start_run(cwd, "--ui-port", str(port), *args)
-    ready = f"Dagster UI ready at http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: ready in output.read_text(), 180, f"the UI on port {port}", 0.25)
+        wait_for_ui(output, port)
     except TimeoutError:
         ctrl_c(process)
         raise
