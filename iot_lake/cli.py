@@ -200,6 +200,8 @@ def _run(args: argparse.Namespace) -> int:
     # which commits what it holds, and only then does dagster dev get its SIGINT.
     ui = DagsterDev(DEFAULT_HOME, settings.ui_port, lake_environment(settings)).start()
     try:
+        for line in ui.interrupted_runs:
+            print(f"iot-lake run: left running by the last dagster dev, failed to retry: {line}")
         print(f"iot-lake run: starting the Dagster UI at {ui.url} (log: {ui.log_path})")
         ui.announce_when_ready(lambda line: print(line, flush=True))
         return run_demo(settings, args)

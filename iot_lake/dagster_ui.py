@@ -35,6 +35,7 @@ from iot_lake.settings import Settings, absolute_root
 DEFAULT_HOME = Path(".run") / "dagster"  # beside .run/mosquitto (streaming/demo_mqtt.py)
 CODE_LOCATION_MODULE = "iot_lake.definitions"  # what workspace.yaml loads
 LOG_NAME = "dagster-dev.log"
+GROUP_NAME = "dagster-dev.pgid"  # the process group of the dagster dev started last on a home
 
 # One run at a time: the machine has 2 cores, a multiprocess run already takes both while
 # its steps start, and one run per table at a time keeps to one Delta writer per table.
@@ -45,7 +46,9 @@ LOG_NAME = "dagster-dev.log"
 # that run was to rebuild, so its hours would stay stale until new data touched them again:
 # the daemon re-executes it from where it stopped, up to 2 times (`run_retries`), also once
 # it has been started again after the Ctrl-C. A run its own step failed (a blocking quality
-# check) would fail again the same way and is not retried.
+# check) would fail again the same way and is not retried. A run whose worker died with no
+# word (power loss, SIGKILL) is failed at the next start (iot_lake/interrupted_runs.py) and
+# so retried the same way.
 INSTANCE_YAML = """\
 # Written by `iot-lake run` at every start (iot_lake/dagster_ui.py): edit it there.
 storage:
@@ -89,6 +92,13 @@ def live_group_members(pgid: int) -> list[psutil.Process]:
         except (ProcessLookupError, psutil.NoSuchProcess):
             continue
     return members
+
+
+def _is_dagster(process: psutil.Process) -> bool:
+    try:
+        return any("dagster" in part for part in process.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
 
 
 def _port_accepts(host: str, port: int) -> bool:
@@ -145,6 +155,7 @@ class DagsterDev:
         self.log_path = self.home / LOG_NAME
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
+        self.interrupted_runs: list[str] = []  # what start() found left in progress, ended
         self._stopping = threading.Event()  # quiets the readiness announcement on the way out
 
     @property
@@ -155,19 +166,25 @@ class DagsterDev:
     def start(self) -> DagsterDev:
         """Write the instance config and start `dagster dev`; it answers some seconds later.
 
+        Runs an earlier `dagster dev` left in progress are ended first, so they run again
+        (`interrupted_runs` lists them).
+
         Raises:
-            DagsterUiError: the port is taken (another UI?), so ours could not serve on it.
+            DagsterUiError: the port is taken (another UI?), or the dagster dev started last
+                on this home still runs, or the runs it left could not be ended.
         """
         if _port_accepts(self.host, self.port):
             raise DagsterUiError(
                 f"{self.host}:{self.port} is already in use (another dagster dev?): "
                 "choose another port with --ui-port or IOT_LAKE_UI_PORT, or pass --no-ui"
             )
+        self._refuse_beside_an_earlier_group()
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "dagster.yaml").write_text(INSTANCE_YAML.format(storage=self.home / "storage"))
+        env = {**os.environ, **self.environment, "DAGSTER_HOME": str(self.home)}
+        self.interrupted_runs = self._end_runs_left_in_progress(env)
         command = [sys.executable, "-m", "dagster", "dev", "-m", CODE_LOCATION_MODULE]
         command += ["--host", self.host, "--port", str(self.port)]
-        env = {**os.environ, **self.environment, "DAGSTER_HOME": str(self.home)}
         with self.log_path.open("ab") as log, _stop_signals_not_ignored():
             self.process = subprocess.Popen(
                 command,
@@ -177,8 +194,38 @@ class DagsterDev:
                 env=env,
                 start_new_session=True,  # its own group: stop() signals all of it at once
             )
+        (self.home / GROUP_NAME).write_text(str(self.process.pid))
         self.started_at = time.monotonic()
         return self
+
+    def _refuse_beside_an_earlier_group(self) -> None:
+        """Refuse to start while the dagster dev started last on this home still runs.
+
+        It survives an `iot-lake run` killed outright (its own session). Its run workers may
+        be running: ending their runs, or a second daemon on the same instance, would run
+        the same hours twice.
+        """
+        try:
+            pgid = int((self.home / GROUP_NAME).read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        if any(_is_dagster(process) for process in live_group_members(pgid)):
+            raise DagsterUiError(
+                f"the dagster dev started earlier on {self.home} still runs (process group "
+                f"{pgid}): stop it with `kill -INT -{pgid}`, then start again"
+            )
+
+    def _end_runs_left_in_progress(self, env: Mapping[str, str]) -> list[str]:
+        """Fail the runs an earlier dagster dev left in progress; their '<id> <job> ...' lines."""
+        if not (self.home / "storage").is_dir():  # a new instance: no run yet
+            return []
+        command = [sys.executable, "-m", "iot_lake.interrupted_runs", str(self.home)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise DagsterUiError(
+                f"could not end the runs an earlier dagster dev left in progress:\n{done.stderr}"
+            )
+        return done.stdout.splitlines()
 
     def answers(self) -> bool:
         """True once the webserver serves requests (its /server_info endpoint)."""

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
 import pytest
 
 from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.dagster_ui import live_group_members
+from iot_lake.dagster_ui import GROUP_NAME, live_group_members
 from iot_lake.lake import Lake
 from tests.support import free_port, wait_until
 from tests.ui.commands import ctrl_c, start_run, wait_for_ui
@@ -86,3 +88,24 @@ def test_a_taken_ui_port_is_refused_before_anything_starts(tmp_path):
     assert "--no-ui" in text
     assert not (tmp_path / ".lake").exists()
     assert not (tmp_path / ".run").exists()
+
+
+def test_a_dagster_dev_still_running_from_an_earlier_start_is_refused(tmp_path, process_groups):
+    # It outlives an `iot-lake run` killed outright (its own session); its run workers may
+    # still be writing, so their runs must not be failed and run again beside them.
+    home = tmp_path / ".run" / "dagster"
+    home.mkdir(parents=True)
+    earlier = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "dagster", "dev"],
+        start_new_session=True,
+    )
+    process_groups.add(earlier.pid)
+    (home / GROUP_NAME).write_text(str(earlier.pid))
+    process, output = start_run(tmp_path, "--ui-port", str(free_port()))
+    code = process.wait(60)
+    text = output.read_text()
+    assert code == 2, text
+    assert f"still runs (process group {earlier.pid})" in text
+    assert f"kill -INT -{earlier.pid}" in text
+    assert earlier.poll() is None  # left alone
+    assert not (tmp_path / ".lake").exists()
