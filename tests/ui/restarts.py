@@ -19,7 +19,7 @@ from tests.support import free_port, wait_until
 from tests.ui.commands import ctrl_c, start_run, wait_for_ui
 
 FAILURE_REASON = "dagster/failure_reason"  # why Dagster failed a run
-START_ATTEMPTS = 3  # a start whose runs all finished before the stop is tried again
+START_ATTEMPTS = 3  # a start whose run finished before the stop is tried again
 
 
 def started(cwd: Path, process_groups: set[int]) -> tuple[subprocess.Popen[bytes], Path]:
@@ -47,53 +47,39 @@ def runs_of(home: Path, status: dg.DagsterRunStatus) -> list[dg.DagsterRun]:
 
 
 def stopped_mid_run(
-    cwd: Path,
-    process_groups: set[int],
+    process: subprocess.Popen[bytes],
+    home: Path,
     stop: Callable[[subprocess.Popen[bytes]], None],
     cut_short: Callable[[Path], list[dg.DagsterRun]],
-) -> dg.DagsterRun:
-    """Start `iot-lake run`, `stop` it once a run has started; the run the stop cut short.
+) -> dg.DagsterRun | None:
+    """`stop` the running `iot-lake run` as soon as a run has started; the run it cut short.
 
-    A run is cut short only if the stop comes while it runs: a start whose run finished
-    first is started again, at most START_ATTEMPTS times.
+    None when that run finished before the stop came: the caller starts again.
     """
-    home = cwd / ".run" / "dagster"
-    for _ in range(START_ATTEMPTS):
-        process, _ = started(cwd, process_groups)
-        try:
-            wait_until(
-                lambda: runs_of(home, dg.DagsterRunStatus.STARTED), 240, "a run", interval_s=0.25
-            )
-        finally:
-            stop(process)
-        if runs := cut_short(home):
-            return runs[0]
-    raise AssertionError(f"no run was in progress at any of {START_ATTEMPTS} stops")
-
-
-def retried_after_restart(cwd: Path, process_groups: set[int], first: dg.DagsterRun) -> str:
-    """Start `iot-lake run` again and wait for `first`'s successful retry; the command's output.
-
-    The retry has the same job, partition and event hours, as the first of its retries.
-    """
-    home = cwd / ".run" / "dagster"
-    process, output = started(cwd, process_groups)
     try:
-        [retry] = wait_until(
-            lambda: [
-                run
-                for run in runs_of(home, dg.DagsterRunStatus.SUCCESS)
-                if run.parent_run_id == first.run_id
-            ],
-            300,
-            f"a successful retry of run {first.run_id}",
-            interval_s=1,
+        wait_until(
+            lambda: runs_of(home, dg.DagsterRunStatus.STARTED), 240, "a run", interval_s=0.25
         )
     finally:
-        code, _ = ctrl_c(process)
-    assert code == 0, output.read_text()
+        stop(process)
+    runs = cut_short(home)
+    return runs[0] if runs else None
+
+
+def successful_retry(home: Path, first: dg.DagsterRun) -> dg.DagsterRun:
+    """Wait for `first`'s successful retry: the same job, partition and event hours."""
+    [retry] = wait_until(
+        lambda: [
+            run
+            for run in runs_of(home, dg.DagsterRunStatus.SUCCESS)
+            if run.parent_run_id == first.run_id
+        ],
+        300,
+        f"a successful retry of run {first.run_id}",
+        interval_s=1,
+    )
     assert retry.job_name == first.job_name
     assert retry.tags["dagster/retry_number"] == "1"
     for tag in ("dagster/partition", EVENT_HOURS_TAG):
         assert retry.tags.get(tag) == first.tags.get(tag)
-    return output.read_text()
+    return retry
