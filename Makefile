@@ -49,7 +49,7 @@ lint: venv
 	$(BIN)/mypy
 
 # The suite runs in PYTEST_WORKERS processes (pytest-xdist), a test file to each at a time, so
-# module fixtures are built once: on the 2-core machine 8 to 12 minutes against 13 min 56 s in
+# module fixtures are built once: on the 2-core machine 5 to 14 minutes against 13 min 56 s in
 # one process, most tests waiting on a subprocess, a broker or a Dagster run. PYTEST_WORKERS=0
 # runs it in one process.
 PYTEST_WORKERS ?= 2
