@@ -25,15 +25,14 @@ from pathlib import Path
 
 import dagster as dg
 
-IN_PROGRESS = (
+IN_PROGRESS = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
-)
-WHY = (
+]
+GONE = (
     "Its run worker was gone when `iot-lake run` started dagster dev again (the machine or "
-    "the earlier dagster dev was stopped without a clean shutdown): marked {status} so the "
-    "queue moves on{retry}."
+    "the earlier dagster dev was stopped without a clean shutdown)"
 )
 
 
@@ -43,13 +42,12 @@ def end_runs_left_in_progress(home: Path) -> list[dg.DagsterRun]:
     Only for an instance no `dagster dev` serves now: a live worker's run would be run twice.
     """
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        left = list(instance.get_runs(dg.RunsFilter(statuses=list(IN_PROGRESS))))
+        left = list(instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS)))
         for run in left:
             if run.status == dg.DagsterRunStatus.CANCELING:
-                instance.report_run_canceled(run, WHY.format(status="canceled", retry=""))
+                instance.report_run_canceled(run, f"{GONE}: marked canceled.")
             else:
-                retry = " and the daemon runs it again from the step that did not finish"
-                instance.report_run_failed(run, WHY.format(status="failed", retry=retry))
+                instance.report_run_failed(run, f"{GONE}: marked failed, to be retried.")
         return left
 
 
