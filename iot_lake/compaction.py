@@ -180,6 +180,7 @@ def _merge(
             compression=compression,
             compression_level=None if layout is None else layout.compression_level,
             use_dictionary=[name for name in schema.names if name not in plain],
+            write_statistics=True if layout is None else list(layout.statistics_columns),
         ) as writer,
     ):
         buffered: list[pa.RecordBatch] = []

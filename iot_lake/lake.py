@@ -35,12 +35,29 @@ def writer_properties(spec: TableSpec) -> WriterProperties:
     layout = spec.layout
     if layout is None:
         return WriterProperties(compression="SNAPPY")
-    plain = ColumnProperties(dictionary_enabled=False)
+    columns = {
+        name: ColumnProperties(
+            dictionary_enabled=name not in layout.plain_columns,
+            statistics_enabled="CHUNK" if name in layout.statistics_columns else "NONE",
+        )
+        for name in spec.schema.names
+        if name not in spec.partition_by
+    }
     return WriterProperties(
         compression=layout.compression,
         compression_level=layout.compression_level,
-        column_properties=dict.fromkeys(layout.plain_columns, plain),
+        column_properties=columns,
     )
+
+
+STATISTICS_COLUMNS_PROPERTY = "delta.dataSkippingStatsColumns"
+
+
+def layout_properties(spec: TableSpec) -> dict[str, str]:
+    """Table properties a table's ParquetLayout sets: which columns the log keeps statistics of."""
+    if spec.layout is None:
+        return {}
+    return {STATISTICS_COLUMNS_PROPERTY: ",".join(spec.layout.statistics_columns)}
 
 
 def table_root(table: DeltaTable) -> str:
@@ -93,8 +110,8 @@ class Lake:
             return str(Path(self.root.removeprefix("file://")).absolute() / spec.name)
         return f"{self.root}/{spec.name}"
 
-    def table_configuration(self) -> dict[str, str | None]:
-        """Delta table properties: checkpoint cadence and how long old log entries stay.
+    def table_configuration(self, spec: TableSpec) -> dict[str, str | None]:
+        """Delta table properties: checkpoint cadence, log retention and the spec's layout.
 
         A log checkpoint every `checkpoint_interval` commits keeps a reader's log replay
         short; log entries older than the retention are removed after each checkpoint, so
@@ -104,6 +121,7 @@ class Lake:
             "delta.checkpointInterval": str(self.checkpoint_interval),
             "delta.logRetentionDuration": f"interval {self.log_retention_hours} hours",
             "delta.enableExpiredLogCleanup": "true",
+            **layout_properties(spec),
         }
 
     def open(self, spec: TableSpec) -> DeltaTable | None:
@@ -117,7 +135,7 @@ class Lake:
         """Open the table, creating it empty with the catalog's schema when it is missing."""
         table = self.open(spec)
         if table is not None:
-            return table
+            return _with_layout_properties(table, spec)
         uri = self.table_uri(spec)
         if self.is_local:
             self._check_local_root_writable()
@@ -129,7 +147,7 @@ class Lake:
                 partition_by=list(spec.partition_by),
                 name=spec.name,
                 description=spec.description,
-                configuration=self.table_configuration(),
+                configuration=self.table_configuration(spec),
                 storage_options=self.storage_options,
             )
         except CommitFailedError:
@@ -352,3 +370,24 @@ class Lake:
     def quarantine(self) -> pl.DataFrame:
         """The dead-letter view: raw rows that carry an error code."""
         return self.read(RAW_TELEMETRY, QUARANTINE_PREDICATE)
+
+
+def _with_layout_properties(table: DeltaTable, spec: TableSpec, attempts: int = 5) -> DeltaTable:
+    """The table, its layout's properties set first where it was created without them.
+
+    A raw table created before its layout named statistics columns still logs statistics
+    of every column in each commit; setting the property is one metadata commit, made
+    once. A writer committing meanwhile makes it fail: it is tried again on the new state.
+    """
+    wanted = layout_properties(spec)
+    for _ in range(attempts):
+        configuration = table.metadata().configuration
+        if all(configuration.get(key) == value for key, value in wanted.items()):
+            return table
+        try:
+            table.alter.set_table_properties(wanted, raise_if_not_exists=False)
+        except CommitFailedError:
+            table.update_incremental()
+            continue
+        table.update_incremental()
+    return table

@@ -1,14 +1,15 @@
 """Keep raw_telemetry cheap to commit to for weeks: compact the partitions that are closed.
 
 Every commit adds a file per touched ingest_date partition; a consumer flushing every two
-seconds adds ~43,000 files a day. Commit time and the memory of a Delta log checkpoint grow
-with the number of live files (DESIGN.md: 14 -> 98 ms over 400 files; delta-rs #2628 saw
-~7 GiB at checkpoints). Yesterday's partition receives no more appends once the day has
-turned, so the consumer compacts it into a few large files; the checkpoint then holds a few
-file actions per day instead of tens of thousands. Today's partition is compacted too,
-every few hundred commits (bench/ingest.py measured commit time at ~0.2 ms per live file:
-43 ms at 190 files, 225 ms at 1,000); compaction only merges files below half the target
-size, so each pass rewrites roughly the data of the last few hundred commits, not the day.
+seconds adds ~43,000 files a day. A Delta log checkpoint and every reader's table load grow
+with the number of live files (delta-rs #2628 saw ~7 GiB at checkpoints), and so did each
+commit until the landing writer stopped using `write_deltalake` (iot_lake.appends: 19 ->
+132 ms over 800 files before, 22-58 ms after). Yesterday's partition receives no more
+appends once the day has turned, so the consumer compacts it into a few large files; the
+checkpoint then holds a few file actions per day instead of tens of thousands. Today's
+partition is compacted too, every few hundred commits; compaction only merges files below
+half the target size, so each pass rewrites roughly the data of the last few hundred
+commits, not the day.
 Old log entries are removed after each checkpoint (table property
 delta.logRetentionDuration), so the log stays bounded too.
 """

@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError
+from deltalake.transaction import AddAction
 
+from iot_lake.appends import delete_files, write_files
 from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.delta_files import output_filesystem
 from iot_lake.errors import CheckpointError
-from iot_lake.lake import Lake, writer_properties
+from iot_lake.lake import Lake
 from streaming.batch import RawBatch
 
 T = TypeVar("T")
@@ -61,7 +64,9 @@ class LandingWriter:
         self.consumer_id = consumer_id
         self.max_attempts = max_attempts
         self.table: DeltaTable = lake.ensure_table(RAW_TELEMETRY)
-        self._writer_properties = writer_properties(RAW_TELEMETRY)
+        self._filesystem, self._table_path = output_filesystem(
+            self.table.table_uri, lake.storage_options
+        )
         # Sources look positions up from their threads while the committer thread commits:
         # one lock serialises every use of the table object.
         self._lock = threading.Lock()
@@ -124,34 +129,59 @@ class LandingWriter:
     def _commit_locked(
         self, batch: RawBatch, data: pa.Table, positions: Sequence[Position], started: float
     ) -> CommitOutcome:
+        """Write the batch's files once, then commit them (again after a lost race).
+
+        Files are deleted again only where no commit can hold them: the batch was landed
+        by another commit, or every attempt lost the race. After any other error (a log
+        checkpoint failing after the commit, say) they stay, and vacuum removes orphans.
+        """
+        files: list[AddAction] = []
         attempt = 0
         while True:
             attempt += 1
             self.table.update_incremental()
-            landed = self._landed(positions)
-            if landed and all(landed):
-                return CommitOutcome(None, 0, time.perf_counter() - started, already_landed=True)
-            if any(landed):
-                raise CheckpointError(
-                    "part of a batch is already landed: "
-                    + ", ".join(p.app_id for p, done in zip(positions, landed, strict=True) if done)
-                    + "; two consumers are reading the same source partition. Give each "
-                    "consumer its own files, shards or MQTT share group."
-                )
+            if self._already_landed(positions):
+                delete_files(self._filesystem, self._table_path, files)
+                return CommitOutcome(None, 0, time.perf_counter() - started, True)
+            files = files or self._write(data)
             try:
-                write_deltalake(
-                    self.table,
-                    data,
-                    mode="append",
-                    writer_properties=self._writer_properties,
-                    commit_properties=self._commit_properties(positions, len(batch)),
-                )
+                self._commit_files(files, positions, len(batch))
+                break
             except CommitFailedError:
                 if attempt >= self.max_attempts:
+                    delete_files(self._filesystem, self._table_path, files)
                     raise
                 time.sleep(min(0.05 * 2**attempt, 2.0))
-                continue
-            return CommitOutcome(self.table.version(), len(batch), time.perf_counter() - started)
+        # The transaction leaves the table object where it was: the version after the
+        # commit is ours unless another writer committed right after it.
+        self.table.update_incremental()
+        return CommitOutcome(self.table.version(), len(batch), time.perf_counter() - started)
+
+    def _write(self, data: pa.Table) -> list[AddAction]:
+        return write_files(self._filesystem, self._table_path, RAW_TELEMETRY, data)
+
+    def _commit_files(
+        self, files: list[AddAction], positions: Sequence[Position], rows: int
+    ) -> None:
+        self.table.create_write_transaction(
+            list(files),
+            mode="append",
+            schema=RAW_TELEMETRY.schema,
+            partition_by=list(RAW_TELEMETRY.partition_by),
+            commit_properties=self._commit_properties(positions, rows),
+        )
+
+    def _already_landed(self, positions: Sequence[Position]) -> bool:
+        """Whether the batch is landed already; refuses a batch that is landed in part."""
+        landed = self._landed(positions)
+        if any(landed) and not all(landed):
+            raise CheckpointError(
+                "part of a batch is already landed: "
+                + ", ".join(p.app_id for p, done in zip(positions, landed, strict=True) if done)
+                + "; two consumers are reading the same source partition. Give each "
+                "consumer its own files, shards or MQTT share group."
+            )
+        return bool(landed) and all(landed)
 
     def _landed(self, positions: Iterable[Position]) -> list[bool]:
         landed = []

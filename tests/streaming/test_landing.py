@@ -1,10 +1,14 @@
 import polars as pl
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
+from deltalake import DeltaTable
 
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.errors import CheckpointError
+from iot_lake.lake import STATISTICS_COLUMNS_PROPERTY
 from streaming.batch import RawBatch, now_micros
+from streaming.housekeeping import compact_partition
 from streaming.landing import LandingWriter, Position
 
 STATUS = b'{"device_id":"d1","message_id":"m%d","ts":1,"status":"online"}'
@@ -63,6 +67,25 @@ def test_rows_keep_ingest_date_partition_and_positions(lake):
     assert raw.select(pl.col("consumer_id").unique()).to_series().to_list() == ["writer-1"]
 
 
+def test_a_batch_received_across_midnight_lands_in_both_days_partitions(lake):
+    from datetime import UTC, datetime
+
+    before = int(datetime(2026, 11, 1, 23, 59, 59, tzinfo=UTC).timestamp() * 1_000_000)
+    batch = RawBatch("test", "writer-1", 64 * 1024)
+    for i, ingest_micros in enumerate([before, before + 500_000, before + 1_500_000]):
+        batch.add("tenant/t/devices/d1/status", STATUS % i, ingest_micros, str(i))
+    writer = LandingWriter(lake, "writer-1")
+    writer.commit(batch, [Position("test:a", 3)])
+
+    raw = lake.read(RAW_TELEMETRY).sort("source_position")
+    days = [str(day) for day in raw["ingest_date"].to_list()]
+    assert days == ["2026-11-01", "2026-11-01", "2026-11-02"]
+    assert raw["message_id"].to_list() == ["m0", "m1", "m2"]
+    actions = pa.table(writer.table.get_add_actions(flatten=True)).to_pylist()
+    rows_by_day = {str(a["partition.ingest_date"]): a["num_records"] for a in actions}
+    assert rows_by_day == {"2026-11-01": 2, "2026-11-02": 1}
+
+
 def test_closed_partition_is_compacted_into_one_file_without_changing_rows(lake):
     from datetime import UTC, date, datetime
 
@@ -85,16 +108,25 @@ def test_closed_partition_is_compacted_into_one_file_without_changing_rows(lake)
     assert writer.committed_version("test:a") == 11
 
 
-def test_every_column_of_landed_rows_can_be_filtered_on(lake):
-    """Raw's Parquet layout keeps statistics: deltalake's dataset skips files without them.
+def test_every_column_of_landed_and_compacted_rows_can_be_filtered_on(lake):
+    """The log keeps statistics of the layout's columns only, and every filter still matches.
 
-    A filter on a column whose log entry lacks min/max matches no file at all (found when
-    statistics were turned off for speed), so an analyst's WHERE would silently return
-    nothing. Each landed value must find its row through the dataset readers use.
+    deltalake's dataset (what DuckDB and the assets read through) prunes files by the
+    statistics their log entries carry: statistics that did not hold every value of a
+    file would make an analyst's WHERE silently return nothing. Each landed value must
+    find its row, in a file the consumer wrote and in one its compaction merged.
     """
     writer = LandingWriter(lake, "writer-1")
     writer.commit(batch_of(2), [Position("test:a", 2)])
+    writer.commit(batch_of(2, start=2), [Position("test:a", 4)])
     landed = lake.read(RAW_TELEMETRY)
+    kept = set(RAW_TELEMETRY.layout.statistics_columns)
+    assert _columns_with_statistics(writer.table) == kept - {"error_code"}  # null throughout
+
+    day = str(landed["ingest_date"][0])
+    assert writer.with_table(lambda table: compact_partition(table, {}, day))
+    assert len(writer.table.file_uris()) == 1
+    assert _columns_with_statistics(writer.table) == kept - {"error_code"}
     dataset = writer.table.to_pyarrow_dataset()
     for column in RAW_TELEMETRY.column_names:
         value = landed[column][0]
@@ -102,3 +134,31 @@ def test_every_column_of_landed_rows_can_be_filtered_on(lake):
             continue
         matched = dataset.to_table(filter=ds.field(column) == value).num_rows
         assert matched >= 1, f"filtering raw_telemetry on {column} found no row"
+
+
+def test_a_raw_table_created_before_its_layout_named_statistics_columns_is_brought_up_to_date(
+    lake,
+):
+    """An older lake's raw table logged statistics of every column; a consumer start fixes it."""
+    DeltaTable.create(
+        lake.table_uri(RAW_TELEMETRY),
+        RAW_TELEMETRY.schema,
+        partition_by=list(RAW_TELEMETRY.partition_by),
+    )
+    writer = LandingWriter(lake, "writer-1")
+    configuration = writer.table.metadata().configuration
+    assert configuration[STATISTICS_COLUMNS_PROPERTY] == ",".join(
+        RAW_TELEMETRY.layout.statistics_columns
+    )
+    writer.commit(batch_of(2), [Position("test:a", 2)])
+    assert "device_id" not in _columns_with_statistics(writer.table)
+
+
+def _columns_with_statistics(table: DeltaTable) -> set[str]:
+    """Columns some live file's log entry gives a min and max for."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    return {
+        name.removeprefix("min.")
+        for name in actions.column_names
+        if name.startswith("min.") and actions[name].null_count < actions.num_rows
+    }
