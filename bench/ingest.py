@@ -21,12 +21,16 @@ and progress goes to stderr.
 - soak, soak_commits, soak_commit_p95, consumer_peak_rss, consumer_rss_growth: the consumer
   in its own process with 1,000-message batches (1,000 commits at the default volume, so ten
   log checkpoints, where delta-rs #2628 saw memory jump), its RSS sampled from outside.
+- growth_commit_first, growth_commit_last, growth_commit_p95 (`--growth-commits N`, off by
+  default): N landing commits of the same 1,000 messages into one lake that is never
+  compacted, so each commit finds one more live file: the median commit of the first and
+  of the last 50, and the p95 of all (a `#` line gives every window's median).
 - mqtt_publish, mqtt_1_consumer, mqtt_2_consumers: through a real Mosquitto with the shipped
   config, one consumer process, then two in one shared-subscription group (see `run_mqtt`).
 
 Run: `.venv/bin/python bench/ingest.py [--messages N] [--scale F] [--skip-mqtt]
-[--data-dir DIR] [--profile] [--landing-runs K]`; `--scale 0.005` is a smoke run. The
-machine is shared: a `# load` line before and after says how busy it was.
+[--data-dir DIR] [--profile] [--landing-runs K] [--growth-commits N]`; `--scale 0.005` is
+a smoke run. The machine is shared: a `# load` line before and after says how busy it was.
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ SEED = 7
 MAX_DEVICES = 10_000
 NAIVE_MESSAGES = 300
 SOAK_BATCH_RECORDS = 1_000
+GROWTH_BATCH_RECORDS = 1_000
+GROWTH_WINDOW = 50
 RSS_SAMPLE_INTERVAL_S = 0.1
 # MQTT carries a tenth of the file's volume: QoS 1 publishing is the slow side (DESIGN.md).
 MQTT_MIN_MESSAGES = 200
@@ -260,6 +266,47 @@ def run_naive(path: Path, lake_root: Path, count: int) -> float:
     seconds = time.perf_counter() - started
     verify_landed(lake, len(frames))
     return len(frames) / seconds
+
+
+def run_commit_growth(path: Path, lake_root: Path, commits: int) -> list[float]:
+    """Seconds of each of `commits` landing commits of the same messages, never compacted.
+
+    Each commit adds a live file, as between two of the consumer's compactions (up to 250
+    small files in today's partition, beside the compacted files and the closed days that
+    stay live): what a commit costs as the table grows. Only the positions change, so
+    every commit lands rows of its own; building the batch is outside the timing.
+    """
+    lake = Lake(str(lake_root))
+    writer = LandingWriter(lake, consumer_id="bench-growth")
+    frames = [split_frame(frame) for frame in read_frames(path, GROWTH_BATCH_RECORDS)]
+    topics, payloads = [topic for topic, _ in frames], [payload for _, payload in frames]
+    max_payload_bytes = ConsumerOptions().max_payload_bytes
+    seconds = []
+    for number in range(1, commits + 1):
+        batch = RawBatch("file", "bench-growth", max_payload_bytes)
+        positions = [f"growth-{number}@{index}" for index in range(len(frames))]
+        batch.extend(topics, payloads, now_micros(), positions)
+        started = time.perf_counter()
+        writer.commit(batch, [Position("bench-growth", number)])
+        seconds.append(time.perf_counter() - started)
+    verify_landed(lake, commits * len(frames))
+    return seconds
+
+
+def bench_commit_growth(path: Path, work: Path, commits: int) -> None:
+    """The growth figures: first and last window's median commit, and the p95 of all."""
+    note(f"growth: {commits} commits of {GROWTH_BATCH_RECORDS:,} messages, no compaction")
+    seconds = run_commit_growth(path, work / "growth-lake", commits)
+    window = min(GROWTH_WINDOW, commits)
+    medians = [median(seconds[start : start + window]) for start in range(0, commits, window)]
+    print(
+        f"# growth: median commit per {window} commits (ms): "
+        + " ".join(f"{value * 1000:.0f}" for value in medians),
+        flush=True,
+    )
+    figure("growth_commit_first", median(seconds[:window]) * 1000, "ms")
+    figure("growth_commit_last", median(seconds[-window:]) * 1000, "ms")
+    figure("growth_commit_p95", percentile(seconds, 0.95) * 1000, "ms")
 
 
 @dataclass(frozen=True)
@@ -528,6 +575,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=3,
         help="landing and limit pairs (the medians are reported)",
     )
+    parser.add_argument(
+        "--growth-commits",
+        type=int,
+        default=0,
+        help="also commit this many 1,000-message batches to one uncompacted lake",
+    )
     return parser.parse_args(argv)
 
 
@@ -623,6 +676,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     figure("message_size", (path.stat().st_size - count) / count, "bytes")
     with work_dir(args.data_dir) as work:
         bench_file_path(path, work, count, args.profile, args.landing_runs)
+        if args.growth_commits > 0:
+            bench_commit_growth(path, work, args.growth_commits)
         if not args.skip_mqtt:
             bench_mqtt(scaled(count // 10, 1.0, MQTT_MIN_MESSAGES), work)
     print_load("at end")

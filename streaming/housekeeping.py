@@ -3,8 +3,8 @@
 Every commit adds a file per touched ingest_date partition; a consumer flushing every two
 seconds adds ~43,000 files a day. A Delta log checkpoint and every reader's table load grow
 with the number of live files (delta-rs #2628 saw ~7 GiB at checkpoints), and so did each
-commit until the landing writer stopped using `write_deltalake` (iot_lake.appends: 19 ->
-132 ms over 800 files before, 22-58 ms after). Yesterday's partition receives no more
+commit until the landing writer stopped using `write_deltalake` (iot_lake.appends: 14 ->
+106 ms over 800 files before, 17-48 ms after). Yesterday's partition receives no more
 appends once the day has turned, so the consumer compacts it into a few large files; the
 checkpoint then holds a few file actions per day instead of tens of thousands. Today's
 partition is compacted too, every few hundred commits; compaction only merges files below

@@ -28,6 +28,11 @@ FILE_FIGURES = {
     "consumer_rss_growth": "MB",
 }
 MQTT_FIGURES = {"mqtt_1_consumer": "msgs/s", "mqtt_2_consumers": "msgs/s"}
+GROWTH_FIGURES = {
+    "growth_commit_first": "ms",
+    "growth_commit_last": "ms",
+    "growth_commit_p95": "ms",
+}
 # Growth is a difference of two means: near zero (either sign) is the healthy answer.
 SIGNED = {"consumer_rss_growth"}
 LANDING_PAIR = re.compile(
@@ -59,9 +64,12 @@ def assert_figures(figures: dict[str, tuple[float, str]], expected: dict[str, st
 
 @pytest.mark.slow
 def test_file_figures_are_printed(tmp_path):
-    figures, lines = run_ingest_bench("--skip-mqtt", "--landing-runs", "2", tmp_path=tmp_path)
-    assert_figures(figures, FILE_FIGURES)
+    figures, lines = run_ingest_bench(
+        "--skip-mqtt", "--landing-runs", "2", "--growth-commits", "4", tmp_path=tmp_path
+    )
+    assert_figures(figures, FILE_FIGURES | GROWTH_FIGURES)
     assert not set(MQTT_FIGURES) & set(figures)
+    assert any(line.startswith("# growth: median commit per 4 commits (ms): ") for line in lines)
     # `--landing-runs 2`: each landing and its limit on a line; each figure one of the two
     # or between them (as printed), not a sum, and the ratio from pairs, not across them.
     pairs = [match for line in lines if (match := LANDING_PAIR.match(line))]
