@@ -375,9 +375,10 @@ class Lake:
 def _with_layout_properties(table: DeltaTable, spec: TableSpec, attempts: int = 5) -> DeltaTable:
     """The table, its layout's properties set first where it was created without them.
 
-    A raw table created before its layout named statistics columns still logs statistics
-    of every column in each commit; setting the property is one metadata commit, made
-    once. A writer committing meanwhile makes it fail: it is tried again on the new state.
+    A raw table created before its layout named statistics columns lacks the property that
+    tells delta-rs' writers (and other engines writing to it) which columns to keep
+    statistics of; setting it is one metadata commit, made once. A writer committing
+    meanwhile makes it fail: it is tried again on the new state.
     """
     wanted = layout_properties(spec)
     for _ in range(attempts):
