@@ -34,14 +34,15 @@ class BatchLimits:
     """When the consumer flushes a micro-batch: whichever limit is reached first.
 
     Larger batches amortise the per-commit cost (every commit adds a log entry and a file
-    per partition), smaller ones cut latency and commit time. Measured with
-    bench/ingest.py on 2 cores (README, figures): 20,000-message batches land ~245k msgs/s
-    with commits of 65-90 ms (p50-p95: building the Arrow table and writing ~6 MB);
-    30,000 land ~260k with commits of 90-140 ms, 50,000 ~260k with 130-220 ms. At low
-    rates `max_age_s` bounds the latency.
+    per partition, and replays the log since its last checkpoint), smaller ones cut
+    latency and commit time. Measured with `bench/ingest.py --skip-mqtt` on 2 cores,
+    alternating (README, figures; 2026-12-04, the landing writer of iot_lake.appends):
+    30,000-message batches landed at 0.52-0.54 x the limit with commits of 38-52 ms p50,
+    47-77 ms p95; 20,000 at 0.45-0.49 x, 36-50 ms p95; 40,000 at 0.53 x, 71 ms p95. At
+    low rates `max_age_s` bounds the latency.
     """
 
-    max_records: int = 20_000
+    max_records: int = 30_000
     max_bytes: int = 32 * 1024 * 1024
     max_age_s: float = 2.0
 
