@@ -17,9 +17,7 @@ layout's columns only (`ParquetLayout.statistics_columns`).
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,10 +27,13 @@ from deltalake.transaction import AddAction
 
 from iot_lake.catalog import TableSpec
 from iot_lake.delta_files import (
+    columns_with_nan,
+    file_schema,
     footer_stats,
     make_parent_directory,
     new_file_path,
     partition_value,
+    pyarrow_write_options,
 )
 
 
@@ -40,24 +41,17 @@ def write_files(
     filesystem: pafs.FileSystem, table_path: str, spec: TableSpec, rows: pa.Table
 ) -> list[AddAction]:
     """Write the rows (in the spec's schema) as one file per partition; their add actions."""
-    layout = spec.layout
-    schema = pa.schema([field for field in spec.schema if field.name not in spec.partition_by])
-    codec = "snappy" if layout is None else layout.compression.lower()
-    plain = () if layout is None else layout.plain_columns
-    options = {
-        "compression": codec,
-        "compression_level": None if layout is None else layout.compression_level,
-        "use_dictionary": [name for name in schema.names if name not in plain],
-        "write_statistics": True if layout is None else list(layout.statistics_columns),
-    }
+    schema = file_schema(spec)
+    options = pyarrow_write_options(spec)
     actions = []
     for partition, part in _partitions(spec, rows):
-        relative = new_file_path(partition, codec)
+        relative = new_file_path(partition, options["compression"])
         target = f"{table_path}/{relative}"
         make_parent_directory(filesystem, target)
         footers: list[pq.FileMetaData] = []
+        data = part.select(schema.names)
         with filesystem.open_output_stream(target) as stream:
-            pq.write_table(part.select(schema.names), stream, metadata_collector=footers, **options)
+            pq.write_table(data, stream, metadata_collector=footers, **options)
             size = stream.tell()
         actions.append(
             AddAction(
@@ -66,19 +60,10 @@ def write_files(
                 partition_values=partition,
                 modification_time=int(time.time() * 1000),
                 data_change=True,
-                stats=footer_stats(footers[0], schema, _columns_with_nan(part, schema)),
+                stats=footer_stats(footers[0], schema, columns_with_nan(data)),
             )
         )
     return actions
-
-
-def delete_files(
-    filesystem: pafs.FileSystem, table_path: str, actions: Sequence[AddAction]
-) -> None:
-    """Remove files written for a commit that did not happen."""
-    for action in actions:
-        with contextlib.suppress(FileNotFoundError):
-            filesystem.delete_file(f"{table_path}/{action.path}")
 
 
 def _partitions(spec: TableSpec, rows: pa.Table) -> list[tuple[dict[str, str | None], pa.Table]]:
@@ -98,15 +83,6 @@ def _partitions(spec: TableSpec, rows: pa.Table) -> list[tuple[dict[str, str | N
             mask = match if mask is None else pc.and_(mask, match)
         parts.append((_values(combination, keys), rows.filter(mask)))
     return parts
-
-
-def _columns_with_nan(rows: pa.Table, schema: pa.Schema) -> list[str]:
-    """Float columns holding NaN, which a footer's min and max leave out."""
-    return [
-        field.name
-        for field in schema
-        if pa.types.is_floating(field.type) and pc.any(pc.is_nan(rows[field.name])).as_py()
-    ]
 
 
 def _values(combination: dict[str, object], keys: list[str]) -> dict[str, str | None]:

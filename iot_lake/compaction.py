@@ -26,7 +26,6 @@ carries for weeks; Arrow's system allocator instead of mimalloc cut the peak by 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -34,7 +33,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
@@ -43,11 +41,15 @@ from deltalake.transaction import AddAction, CommitProperties, RemoveAction
 
 from iot_lake.catalog import TableSpec
 from iot_lake.delta_files import (
+    columns_with_nan,
+    delete_files,
+    file_schema,
     footer_stats,
     make_parent_directory,
     new_file_path,
     output_filesystem,
     partition_value,
+    pyarrow_write_options,
 )
 
 log = logging.getLogger(__name__)
@@ -146,9 +148,9 @@ def compact_partition(
         if _commit_swap(table, spec, merged, written):
             return True
     except BaseException:
-        _delete(filesystem, root, written)
+        delete_files(filesystem, root, written)
         raise
-    _delete(filesystem, root, written)
+    delete_files(filesystem, root, written)
     log.info(
         "compaction of %s %s left to the writer that removed its files first", spec.name, values
     )
@@ -163,30 +165,20 @@ def _merge(
     files: Sequence[LiveFile],
 ) -> AddAction:
     """Copy the files' rows, in order, into one new file of the partition; its add action."""
-    layout = spec.layout
-    schema = pa.schema([field for field in spec.schema if field.name not in spec.partition_by])
-    compression = "snappy" if layout is None else layout.compression.lower()
-    plain = set() if layout is None else set(layout.plain_columns)
-    relative = new_file_path(partition, compression)
+    schema = file_schema(spec)
+    options = pyarrow_write_options(spec)
+    relative = new_file_path(partition, options["compression"])
     target = f"{root}/{relative}"
     make_parent_directory(filesystem, target)
-    floats = [field.name for field in schema if pa.types.is_floating(field.type)]
     with_nan: set[str] = set()
     with (
         filesystem.open_output_stream(target) as stream,
-        pq.ParquetWriter(
-            stream,
-            schema,
-            compression=compression,
-            compression_level=None if layout is None else layout.compression_level,
-            use_dictionary=[name for name in schema.names if name not in plain],
-            write_statistics=True if layout is None else list(layout.statistics_columns),
-        ) as writer,
+        pq.ParquetWriter(stream, schema, **options) as writer,
     ):
         buffered: list[pa.RecordBatch] = []
         buffered_bytes = 0
         for batch in _batches(filesystem, root, files, schema):
-            with_nan.update(name for name in floats if pc.any(pc.is_nan(batch[name])).as_py())
+            with_nan |= columns_with_nan(batch)
             buffered.append(batch)
             buffered_bytes += batch.nbytes
             if buffered_bytes >= ROW_GROUP_BYTES:
@@ -258,9 +250,3 @@ def _commit_swap(
         table.update_incremental()  # the transaction does not move the table object on
         return True
     raise CommitFailedError(f"{spec.name}: {_COMMIT_ATTEMPTS} compaction commits lost the race")
-
-
-def _delete(filesystem: pafs.FileSystem, root: str, added: Sequence[AddAction]) -> None:
-    for action in added:
-        with contextlib.suppress(FileNotFoundError):
-            filesystem.delete_file(f"{root}/{action.path}")

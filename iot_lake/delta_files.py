@@ -20,6 +20,7 @@ computed again (`file_stats`).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -32,6 +33,7 @@ from urllib.parse import quote
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
@@ -88,6 +90,43 @@ def make_parent_directory(filesystem: pafs.FileSystem, target: str) -> None:
     """Create a new file's directory where directories exist (not on S3: an empty marker)."""
     if isinstance(filesystem, pafs.LocalFileSystem):
         filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
+
+
+def file_schema(spec: TableSpec) -> pa.Schema:
+    """The columns a table's data files hold: its schema without the partition columns."""
+    return pa.schema([field for field in spec.schema if field.name not in spec.partition_by])
+
+
+def pyarrow_write_options(spec: TableSpec) -> dict[str, Any]:
+    """`pq.ParquetWriter` / `pq.write_table` options for a table's files, from its layout.
+
+    Without a layout: snappy, dictionaries and statistics on every column (delta-rs'
+    defaults); with one, its codec, plain columns and statistics columns.
+    """
+    layout = spec.layout
+    plain = () if layout is None else layout.plain_columns
+    return {
+        "compression": "snappy" if layout is None else layout.compression.lower(),
+        "compression_level": None if layout is None else layout.compression_level,
+        "use_dictionary": [name for name in file_schema(spec).names if name not in plain],
+        "write_statistics": True if layout is None else list(layout.statistics_columns),
+    }
+
+
+def columns_with_nan(rows: pa.Table | pa.RecordBatch) -> set[str]:
+    """Float columns holding NaN, which a footer's min and max leave out (`footer_stats`)."""
+    return {
+        field.name
+        for field in rows.schema
+        if pa.types.is_floating(field.type) and pc.any(pc.is_nan(rows[field.name])).as_py()
+    }
+
+
+def delete_files(filesystem: pafs.FileSystem, root: str, actions: Sequence[AddAction]) -> None:
+    """Remove files written for a commit that did not happen (gone already is fine)."""
+    for action in actions:
+        with contextlib.suppress(FileNotFoundError):
+            filesystem.delete_file(f"{root}/{action.path}")
 
 
 def parquet_bytes(rows: pl.DataFrame, row_group_size: int | None = None) -> bytes:

@@ -1,18 +1,20 @@
 """Runs an earlier `dagster dev` left in progress, failed at the next start so they run again.
 
-A run worker dies with its `dagster dev` when the machine loses power or the whole process
-group is killed (SIGKILL, the OOM killer): nothing records the run's end, so it stays
-STARTED in the instance for good. Two things follow. The instance runs one run at a time
-(iot_lake/dagster_ui.py), so that run holds the only slot and every run the sensors request
-after it waits in the queue forever: nothing reaches silver or gold again. And the hours it
-was to rebuild stay stale, as raw_landing_sensor's cursor is already past their commits.
+A run worker that dies alone (killed, or taken by the OOM killer) is failed within seconds
+by the code server that started it ("Run execution process for ... was terminated by
+signal 9"), and the daemon's run retries run it again. When the code server dies with it
+(the machine loses power, the whole process group gets SIGKILL), nothing records the
+run's end, so it stays STARTED in the instance for good. Two things follow. The instance
+runs one run at a time (iot_lake/dagster_ui.py), so that run holds the only slot and every
+run the sensors request after it waits in the queue forever: nothing reaches silver or
+gold again. And the hours it was to rebuild stay stale, as raw_landing_sensor's cursor is
+already past their commits.
 
-Dagster's default run launcher cannot tell whether a worker is alive (run monitoring needs
-a launcher with health checks). But before `iot-lake run` starts `dagster dev` on its
-instance, no worker of that instance is alive: DagsterDev refuses to start while a group
-it started earlier still runs. So the runs left STARTING or STARTED are reported failed,
-and the daemon's run retries (`run_retries` in the instance config) run them again from
-the step that did not finish; a run left CANCELING is reported canceled, as its user asked.
+Before `iot-lake run` starts `dagster dev` on its instance, no worker of that instance is
+alive: DagsterDev refuses to start while a group it started earlier still runs. So the
+runs left STARTING or STARTED are reported failed, and the daemon's run retries
+(`run_retries` in the instance config) run them again from the step that did not finish;
+a run left CANCELING is reported canceled, as its user asked.
 
 Run as `python -m iot_lake.interrupted_runs DAGSTER_HOME`, in a process of its own, so the
 `iot-lake` command itself never imports Dagster. It prints the id of each run it ended.

@@ -50,14 +50,18 @@ def writer_properties(spec: TableSpec) -> WriterProperties:
     )
 
 
-STATISTICS_COLUMNS_PROPERTY = "delta.dataSkippingStatsColumns"
-
-
 def layout_properties(spec: TableSpec) -> dict[str, str]:
-    """Table properties a table's ParquetLayout sets: which columns the log keeps statistics of."""
+    """Table properties a table's ParquetLayout sets: which columns the log keeps statistics of.
+
+    Our writers log what their files' footers hold, and the layout keeps statistics of
+    those columns only (`writer_properties`, iot_lake.delta_files.pyarrow_write_options),
+    so the property changes nothing for them; it tells any other writer (a plain
+    `write_deltalake`, another engine) the same. A table created before it lacks the
+    property and needs nothing: its new files carry the same four columns' statistics.
+    """
     if spec.layout is None:
         return {}
-    return {STATISTICS_COLUMNS_PROPERTY: ",".join(spec.layout.statistics_columns)}
+    return {"delta.dataSkippingStatsColumns": ",".join(spec.layout.statistics_columns)}
 
 
 def table_root(table: DeltaTable) -> str:
@@ -135,7 +139,7 @@ class Lake:
         """Open the table, creating it empty with the catalog's schema when it is missing."""
         table = self.open(spec)
         if table is not None:
-            return _with_layout_properties(table, spec)
+            return table
         uri = self.table_uri(spec)
         if self.is_local:
             self._check_local_root_writable()
@@ -370,25 +374,3 @@ class Lake:
     def quarantine(self) -> pl.DataFrame:
         """The dead-letter view: raw rows that carry an error code."""
         return self.read(RAW_TELEMETRY, QUARANTINE_PREDICATE)
-
-
-def _with_layout_properties(table: DeltaTable, spec: TableSpec, attempts: int = 5) -> DeltaTable:
-    """The table, its layout's properties set first where it was created without them.
-
-    A raw table created before its layout named statistics columns lacks the property that
-    tells delta-rs' writers (and other engines writing to it) which columns to keep
-    statistics of; setting it is one metadata commit, made once. A writer committing
-    meanwhile makes it fail: it is tried again on the new state.
-    """
-    wanted = layout_properties(spec)
-    for _ in range(attempts):
-        configuration = table.metadata().configuration
-        if all(configuration.get(key) == value for key, value in wanted.items()):
-            return table
-        try:
-            table.alter.set_table_properties(wanted, raise_if_not_exists=False)
-        except CommitFailedError:
-            table.update_incremental()
-            continue
-        table.update_incremental()
-    return table

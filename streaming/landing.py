@@ -21,9 +21,9 @@ from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction
 
-from iot_lake.appends import delete_files, write_files
+from iot_lake.appends import write_files
 from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.delta_files import output_filesystem
+from iot_lake.delta_files import delete_files, output_filesystem
 from iot_lake.errors import CheckpointError
 from iot_lake.lake import Lake
 from streaming.batch import RawBatch
@@ -143,7 +143,7 @@ class LandingWriter:
             if self._already_landed(positions):
                 delete_files(self._filesystem, self._table_path, files)
                 return CommitOutcome(None, 0, time.perf_counter() - started, True)
-            files = files or self._write(data)
+            files = files or write_files(self._filesystem, self._table_path, RAW_TELEMETRY, data)
             try:
                 self._commit_files(files, positions, len(batch))
                 break
@@ -157,14 +157,11 @@ class LandingWriter:
         self.table.update_incremental()
         return CommitOutcome(self.table.version(), len(batch), time.perf_counter() - started)
 
-    def _write(self, data: pa.Table) -> list[AddAction]:
-        return write_files(self._filesystem, self._table_path, RAW_TELEMETRY, data)
-
     def _commit_files(
         self, files: list[AddAction], positions: Sequence[Position], rows: int
     ) -> None:
         self.table.create_write_transaction(
-            list(files),
+            list(files),  # the transaction takes adds and removes: a list of either
             mode="append",
             schema=RAW_TELEMETRY.schema,
             partition_by=list(RAW_TELEMETRY.partition_by),

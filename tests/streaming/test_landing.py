@@ -6,7 +6,6 @@ from deltalake import DeltaTable
 
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.errors import CheckpointError
-from iot_lake.lake import STATISTICS_COLUMNS_PROPERTY
 from streaming.batch import RawBatch, now_micros
 from streaming.housekeeping import compact_partition
 from streaming.landing import LandingWriter, Position
@@ -134,24 +133,6 @@ def test_every_column_of_landed_and_compacted_rows_can_be_filtered_on(lake):
             continue
         matched = dataset.to_table(filter=ds.field(column) == value).num_rows
         assert matched >= 1, f"filtering raw_telemetry on {column} found no row"
-
-
-def test_a_raw_table_created_before_its_layout_named_statistics_columns_is_brought_up_to_date(
-    lake,
-):
-    """An older lake's raw table logged statistics of every column; a consumer start fixes it."""
-    DeltaTable.create(
-        lake.table_uri(RAW_TELEMETRY),
-        RAW_TELEMETRY.schema,
-        partition_by=list(RAW_TELEMETRY.partition_by),
-    )
-    writer = LandingWriter(lake, "writer-1")
-    configuration = writer.table.metadata().configuration
-    assert configuration[STATISTICS_COLUMNS_PROPERTY] == ",".join(
-        RAW_TELEMETRY.layout.statistics_columns
-    )
-    writer.commit(batch_of(2), [Position("test:a", 2)])
-    assert "device_id" not in _columns_with_statistics(writer.table)
 
 
 def _columns_with_statistics(table: DeltaTable) -> set[str]:
