@@ -37,7 +37,7 @@ class BatchLimits:
     per partition, and replays the log since its last checkpoint), smaller ones cut
     latency and commit time. Measured with `bench/ingest.py --skip-mqtt` on 2 cores,
     alternating (README, figures; 2026-12-04, the landing writer of iot_lake.appends):
-    30,000-message batches landed at 0.52-0.54 x the limit with commits of 38-52 ms p50,
+    30,000-message batches landed at 0.48-0.55 x the limit with commits of 38-52 ms p50,
     47-77 ms p95; 20,000 at 0.45-0.49 x, 36-50 ms p95; 40,000 at 0.53 x, 71 ms p95. At
     low rates `max_age_s` bounds the latency.
     """
