@@ -73,7 +73,7 @@ from iot_lake.settings import BatchLimits, MqttSettings, load_settings
 from streaming.batch import RawBatch, now_micros
 from streaming.broker import Mosquitto
 from streaming.consumer import Consumer, ConsumerOptions
-from streaming.landing import CommitOutcome, LandingWriter, Position
+from streaming.landing import CommitOutcome, LandingWriter, Position, PreparedBatch
 from streaming.lean import keep_pandas_out
 from streaming.simulator.fleet import Fleet, FleetSpec, SimMessage
 from streaming.simulator.mqtt_publisher import publish
@@ -408,9 +408,11 @@ class TimedWriter(LandingWriter):
 
     last_commit_at: float = 0.0
 
-    def commit(self, batch: RawBatch, positions: Sequence[Position]) -> CommitOutcome:
+    def commit_prepared(
+        self, prepared: PreparedBatch, positions: Sequence[Position]
+    ) -> CommitOutcome:
         """Commit as usual, then note the time."""
-        outcome = super().commit(batch, positions)
+        outcome = super().commit_prepared(prepared, positions)
         self.last_commit_at = time.time()
         return outcome
 

@@ -51,7 +51,10 @@ def write_files(
         footers: list[pq.FileMetaData] = []
         data = part.select(schema.names)
         with filesystem.open_output_stream(target) as stream:
-            pq.write_table(data, stream, metadata_collector=footers, **options)
+            # No Arrow schema in the footer: the rows may hold string views (the landing
+            # writer's, streaming.batch.ARROW_SCHEMA), and Parquet's own types (UTF8 text,
+            # UTC timestamps) read back as the table's schema in every reader.
+            pq.write_table(data, stream, metadata_collector=footers, store_schema=False, **options)
             size = stream.tell()
         actions.append(
             AddAction(
@@ -74,6 +77,8 @@ def _partitions(spec: TableSpec, rows: pa.Table) -> list[tuple[dict[str, str | N
     distinct = rows.select(keys).group_by(keys).aggregate([]).to_pylist()
     if len(distinct) == 1:
         return [(_values(distinct[0], keys), rows)]
+    # pyarrow cannot filter string views; rows span partitions rarely (a batch at midnight).
+    rows = rows.cast(_without_views(rows.schema))
     parts = []
     for combination in distinct:
         mask = None
@@ -83,6 +88,16 @@ def _partitions(spec: TableSpec, rows: pa.Table) -> list[tuple[dict[str, str | N
             mask = match if mask is None else pc.and_(mask, match)
         parts.append((_values(combination, keys), rows.filter(mask)))
     return parts
+
+
+def _without_views(schema: pa.Schema) -> pa.Schema:
+    """The schema with string views as plain strings."""
+    return pa.schema(
+        [
+            field.with_type(pa.string()) if field.type == pa.string_view() else field
+            for field in schema
+        ]
+    )
 
 
 def _values(combination: dict[str, object], keys: list[str]) -> dict[str, str | None]:

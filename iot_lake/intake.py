@@ -17,7 +17,6 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-import pyarrow as pa
 
 from iot_lake.screen import KIND_CODES, NO_KIND, screen
 from iot_lake.wire import Inspected, inspect_message, topic_of
@@ -57,7 +56,7 @@ class TopicRegistry:
         self._texts = pl.Series("topic", [], dtype=pl.String)  # by topic id
         self._devices = pl.Series("device", [], dtype=pl.String)  # by topic id
         self._kinds = np.empty(0, dtype=np.int8)  # by topic id
-        self._identity_table: pa.Table | None = None
+        self._identity_frame: pl.DataFrame | None = None
 
     def _register(self, topic: str | None) -> Route:
         """How messages on a topic are checked, registering it on first sight (under the lock)."""
@@ -73,23 +72,23 @@ class TopicRegistry:
             self.routes[topic] = route
         return route
 
-    def identity_table(self) -> pa.Table:
-        """IDENTITY_COLUMNS of every registered topic, row i for topic id i (cached)."""
-        with self._lock:
-            return self._identity_table_locked()
+    def identity_frame(self) -> pl.DataFrame:
+        """IDENTITY_COLUMNS of every registered topic, row i for topic id i (cached).
 
-    def _identity_table_locked(self) -> pa.Table:
-        table = self._identity_table
-        if table is None or table.num_rows != len(self.identities):
-            columns = list(zip(*self.identities, strict=True)) or [()] * len(IDENTITY_COLUMNS)
-            table = pa.table(
-                {
-                    name: pa.array(column, pa.string())
-                    for name, column in zip(IDENTITY_COLUMNS, columns, strict=True)
-                }
-            )
-            self._identity_table = table
-        return table
+        A polars frame: gathering a batch's rows from it copies 16-byte string views, not
+        the strings.
+        """
+        with self._lock:
+            frame = self._identity_frame
+            if frame is None or frame.height != len(self.identities):
+                columns = list(zip(*self.identities, strict=True)) or [()] * len(IDENTITY_COLUMNS)
+                frame = self._identity_frame = pl.DataFrame(
+                    [
+                        pl.Series(name, column, dtype=pl.String)
+                        for name, column in zip(IDENTITY_COLUMNS, columns, strict=True)
+                    ]
+                )
+            return frame
 
     def resolve(
         self, topics: pl.Series

@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from types import FrameType
 from iot_lake.settings import BatchLimits
 from streaming.batch import RawBatch
 from streaming.housekeeping import compact_closed_partitions, compact_partition
-from streaming.landing import CommitOutcome, LandingWriter, Position
+from streaming.landing import CommitOutcome, LandingWriter, Position, PreparedBatch
 from streaming.sources.base import Source
 from streaming.stats import ConsumerStats
 
@@ -75,38 +76,58 @@ class Consumer:
     def run(self) -> ConsumerStats:
         """Consume until stopped or the source runs dry; returns the run's statistics.
 
-        One commit is in flight while the next batch fills: the Delta write (Rust, GIL
-        released) overlaps with reading and checking the next messages. Commits stay in
-        order, each with the positions sealed when its batch closed, and the source
+        Up to `source.commits_in_flight` sealed batches commit while the next one fills,
+        so reading and checking messages, encoding a batch's Parquet files and the Delta
+        commit of the batch before it all proceed at once (each mostly in native code with
+        the GIL released). A batch's files are written on the preparer thread; its commit,
+        on the single committer thread, waits for them and for the commit before it, so
+        commits land in order and none lands after one that failed. The source
         acknowledges a batch only once its own commit is done.
         """
         self.source.resume(self.writer)
         idle_since = time.monotonic()
-        in_flight: _InFlight | None = None
+        in_flight: deque[_InFlight] = deque()
         try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") as committer:
+            with (
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as preparer,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") as committer,
+            ):
                 exhausted = False
                 while not exhausted and not self.stop_requested.is_set():
                     batch, exhausted = self._fill_batch()
                     if len(batch):
                         positions = self.source.positions()
-                        self._finish(in_flight)
-                        future = committer.submit(self._commit, batch, positions)
-                        in_flight = _InFlight(batch, future)
+                        prepared = preparer.submit(self.writer.prepare, batch)
+                        before = in_flight[-1].future if in_flight else None
+                        future = committer.submit(self._commit, prepared, positions, before)
+                        in_flight.append(_InFlight(batch, future))
+                        while len(in_flight) > self.source.commits_in_flight:
+                            self._finish(in_flight.popleft())
                         idle_since = time.monotonic()
                     elif self._idle_too_long(idle_since):
                         break
                     self.stats.maybe_report(self.options.stats_interval_s, self.source.lag())
-                self._finish(in_flight)
-                in_flight = None
+                while in_flight:
+                    self._finish(in_flight.popleft())
         finally:
             self.source.close()
         self.stats.report_now(self.source.lag())
         return self.stats
 
-    def _commit(self, batch: RawBatch, positions: list[Position]) -> CommitOutcome:
-        """Commit a batch (on the committer thread), then compact closed partitions once a day."""
-        outcome = self.writer.commit(batch, positions)
+    def _commit(
+        self,
+        prepared: Future[PreparedBatch],
+        positions: list[Position],
+        before: Future[CommitOutcome] | None,
+    ) -> CommitOutcome:
+        """Commit a batch (on the committer thread), then compact closed partitions once a day.
+
+        The commit before it must have succeeded: a later batch's positions cover its
+        messages, so committing past a failed batch would lose them.
+        """
+        if before is not None:
+            before.result()
+        outcome = self.writer.commit_prepared(prepared.result(), positions)
         every = self.options.compact_every_commits
         if every is None or outcome.already_landed:
             return outcome

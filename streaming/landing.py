@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction
@@ -48,12 +47,25 @@ class Position:
 
 @dataclass(frozen=True)
 class CommitOutcome:
-    """What happened to one batch: its Delta version, or that it was landed before."""
+    """What happened to one batch: its Delta version, or that it was landed before.
+
+    `seconds`: writing the batch's files plus its Delta commit, not the time it waited
+    for its checks or for the commit before it (the consumer pipelines batches).
+    """
 
     delta_version: int | None
     rows: int
     seconds: float
     already_landed: bool = False
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch's data files, written but not yet committed (`LandingWriter.commit_prepared`)."""
+
+    files: list[AddAction]
+    rows: int
+    write_seconds: float
 
 
 class LandingWriter:
@@ -121,41 +133,52 @@ class LandingWriter:
 
     def commit(self, batch: RawBatch, positions: Sequence[Position]) -> CommitOutcome:
         """Land the batch and its positions atomically; idempotent for a replayed batch."""
-        started = time.perf_counter()
-        data = batch.to_arrow()
-        with self._lock:
-            return self._commit_locked(batch, data, positions, started)
+        return self.commit_prepared(self.prepare(batch), positions)
 
-    def _commit_locked(
-        self, batch: RawBatch, data: pa.Table, positions: Sequence[Position], started: float
-    ) -> CommitOutcome:
-        """Write the batch's files once, then commit them (again after a lost race).
+    def prepare(self, batch: RawBatch) -> PreparedBatch:
+        """Write the batch's data files, not yet part of the table (any thread, no lock).
 
-        Files are deleted again only where no commit can hold them: the batch was landed
-        by another commit, or every attempt lost the race. After any other error (a log
-        checkpoint failing after the commit, say) they stay, and vacuum removes orphans.
+        Waits for the batch's checks first, so `write_seconds` counts only building and
+        writing its files.
         """
-        files: list[AddAction] = []
-        attempt = 0
-        while True:
-            attempt += 1
+        batch.checked()
+        started = time.perf_counter()
+        files = write_files(self._filesystem, self._table_path, RAW_TELEMETRY, batch.to_arrow())
+        return PreparedBatch(files, len(batch), time.perf_counter() - started)
+
+    def commit_prepared(
+        self, prepared: PreparedBatch, positions: Sequence[Position]
+    ) -> CommitOutcome:
+        """Commit a batch's written files with its positions (again after a lost race).
+
+        The files are deleted again only where no commit can hold them: the batch was
+        landed by another commit, or every attempt lost the race. After any other error (a
+        log checkpoint failing after the commit, say) they stay, and vacuum removes orphans.
+        """
+        started = time.perf_counter()
+        with self._lock:
+            attempt = 0
+            while True:
+                attempt += 1
+                self.table.update_incremental()
+                if self._already_landed(positions):
+                    delete_files(self._filesystem, self._table_path, prepared.files)
+                    seconds = prepared.write_seconds + time.perf_counter() - started
+                    return CommitOutcome(None, 0, seconds, True)
+                try:
+                    self._commit_files(prepared.files, positions, prepared.rows)
+                    break
+                except CommitFailedError:
+                    if attempt >= self.max_attempts:
+                        delete_files(self._filesystem, self._table_path, prepared.files)
+                        raise
+                    time.sleep(min(0.05 * 2**attempt, 2.0))
+            # The transaction leaves the table object where it was: the version after the
+            # commit is ours unless another writer committed right after it.
             self.table.update_incremental()
-            if self._already_landed(positions):
-                delete_files(self._filesystem, self._table_path, files)
-                return CommitOutcome(None, 0, time.perf_counter() - started, True)
-            files = files or write_files(self._filesystem, self._table_path, RAW_TELEMETRY, data)
-            try:
-                self._commit_files(files, positions, len(batch))
-                break
-            except CommitFailedError:
-                if attempt >= self.max_attempts:
-                    delete_files(self._filesystem, self._table_path, files)
-                    raise
-                time.sleep(min(0.05 * 2**attempt, 2.0))
-        # The transaction leaves the table object where it was: the version after the
-        # commit is ours unless another writer committed right after it.
-        self.table.update_incremental()
-        return CommitOutcome(self.table.version(), len(batch), time.perf_counter() - started)
+            version = self.table.version()
+        seconds = prepared.write_seconds + time.perf_counter() - started
+        return CommitOutcome(version, prepared.rows, seconds)
 
     def _commit_files(
         self, files: list[AddAction], positions: Sequence[Position], rows: int

@@ -27,17 +27,21 @@ class Source(Protocol):
 
     The consumer calls `resume` once, then repeatedly `poll`s into a batch; `positions()`
     seals the batch (what was polled so far belongs to it) and returns its checkpoint. While
-    that batch commits, the next one fills; when the commit is done the consumer calls
-    `committed()`, which acknowledges the OLDEST sealed batch not yet acknowledged. `close`
-    at the end. A replayable source (file, Kinesis) resumes exactly after what is committed;
-    MQTT acknowledges to the broker in `committed()`, so an uncommitted message is
-    delivered again.
+    that batch commits (with up to `commits_in_flight` sealed batches), the next one fills;
+    when a commit is done the consumer calls `committed()`, which acknowledges the OLDEST
+    sealed batch not yet acknowledged. `close` at the end. A replayable source (file,
+    Kinesis) resumes exactly after what is committed; MQTT acknowledges to the broker in
+    `committed()`, so an uncommitted message is delivered again.
     """
 
     name: str
     # The most messages one batch may hold, when the source limits it (MQTT: two batches
     # in flight must fit the broker's window of unacknowledged messages); None for no cap.
     max_batch_records: int | None
+    # How many sealed batches may be committing while the next one fills. Two let a
+    # batch's files be written while the batch before it commits; MQTT takes one, as its
+    # sealed batches and the open one must all fit the broker's window.
+    commits_in_flight: int
 
     def resume(self, writer: LandingWriter) -> None:
         """Position the source just after what raw_telemetry already holds from it."""

@@ -130,6 +130,7 @@ class KinesisSource:
 
     name = "kinesis"
     max_batch_records: int | None = None
+    commits_in_flight = 2
 
     def __init__(
         self,

@@ -69,6 +69,7 @@ class MqttSource:
         self.settings = settings
         self.connect_timeout_s = connect_timeout_s
         self.max_batch_records: int | None = MAX_BATCH_RECORDS
+        self.commits_in_flight = 1
         self.subscription = (
             f"$share/{settings.share_group}/{settings.topic_filter}"
             if settings.share_group

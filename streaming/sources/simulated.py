@@ -19,6 +19,7 @@ class SimulatorSource:
 
     name = "simulator"
     max_batch_records: int | None = None
+    commits_in_flight = 2
 
     def __init__(
         self,
