@@ -32,6 +32,7 @@ POLL_SLICE_S = 0.5
 class _InFlight:
     batch: RawBatch
     future: Future[CommitOutcome]
+    sealed_at: float  # time.perf_counter() when the batch was sealed
 
 
 @dataclass
@@ -97,10 +98,11 @@ class Consumer:
                     batch, exhausted = self._fill_batch()
                     if len(batch):
                         positions = self.source.positions()
+                        sealed_at = time.perf_counter()
                         prepared = preparer.submit(self.writer.prepare, batch)
                         before = in_flight[-1].future if in_flight else None
                         future = committer.submit(self._commit, prepared, positions, before)
-                        in_flight.append(_InFlight(batch, future))
+                        in_flight.append(_InFlight(batch, future, sealed_at))
                         while len(in_flight) > self.source.commits_in_flight:
                             self._finish(in_flight.popleft())
                         idle_since = time.monotonic()
@@ -146,13 +148,11 @@ class Consumer:
             self._commits_since_compaction = 0
         return outcome
 
-    def _finish(self, in_flight: _InFlight | None) -> None:
-        """Wait for the commit in flight; a failed commit raises here, nothing acknowledged."""
-        if in_flight is None:
-            return
+    def _finish(self, in_flight: _InFlight) -> None:
+        """Wait for a commit in flight; a failed commit raises here, nothing acknowledged."""
         outcome = in_flight.future.result()
         self.source.committed()
-        self.stats.record(in_flight.batch, outcome)
+        self.stats.record(in_flight.batch, outcome, outcome.finished_at - in_flight.sealed_at)
 
     def _new_batch(self) -> RawBatch:
         return RawBatch(self.source.name, self.writer.consumer_id, self.options.max_payload_bytes)

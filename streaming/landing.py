@@ -50,12 +50,14 @@ class CommitOutcome:
     """What happened to one batch: its Delta version, or that it was landed before.
 
     `seconds`: writing the batch's files plus its Delta commit, not the time it waited
-    for its checks or for the commit before it (the consumer pipelines batches).
+    for its checks or for the commit before it (the consumer pipelines batches);
+    `finished_at`: time.perf_counter() when the commit was done.
     """
 
     delta_version: int | None
     rows: int
     seconds: float
+    finished_at: float
     already_landed: bool = False
 
 
@@ -163,8 +165,9 @@ class LandingWriter:
                 self.table.update_incremental()
                 if self._already_landed(positions):
                     delete_files(self._filesystem, self._table_path, prepared.files)
-                    seconds = prepared.write_seconds + time.perf_counter() - started
-                    return CommitOutcome(None, 0, seconds, True)
+                    finished = time.perf_counter()
+                    seconds = prepared.write_seconds + finished - started
+                    return CommitOutcome(None, 0, seconds, finished, already_landed=True)
                 try:
                     self._commit_files(prepared.files, positions, prepared.rows)
                     break
@@ -177,8 +180,9 @@ class LandingWriter:
             # commit is ours unless another writer committed right after it.
             self.table.update_incremental()
             version = self.table.version()
-        seconds = prepared.write_seconds + time.perf_counter() - started
-        return CommitOutcome(version, prepared.rows, seconds)
+        finished = time.perf_counter()
+        seconds = prepared.write_seconds + finished - started
+        return CommitOutcome(version, prepared.rows, seconds, finished)
 
     def _commit_files(
         self, files: list[AddAction], positions: Sequence[Position], rows: int

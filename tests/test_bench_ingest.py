@@ -18,6 +18,7 @@ FILE_FIGURES = {
     "landing": "msgs/s",
     "commit_p50": "ms",
     "commit_p95": "ms",
+    "landed_p95": "ms",
     "limit": "msgs/s",
     "landing_vs_limit": "x",
     "naive_per_message": "msgs/s",
@@ -81,6 +82,8 @@ def test_file_figures_are_printed(tmp_path):
     for pair, ratio in zip(pairs, ratios, strict=True):
         assert abs(float(pair["landing"]) / float(pair["limit"]) - ratio) < 0.002, pair
     assert min(ratios) - 0.006 <= figures["landing_vs_limit"][0] <= max(ratios) + 0.006
+    # A batch lands (sealed to committed) no sooner than its own commit takes.
+    assert figures["landed_p95"][0] >= figures["commit_p95"][0] - 1
 
 
 @pytest.mark.slow
