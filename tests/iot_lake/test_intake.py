@@ -9,7 +9,7 @@ import orjson
 import polars as pl
 import pytest
 
-from iot_lake.intake import TopicRegistry, inspect_chunk
+from iot_lake.intake import HashIndex, TopicRegistry, inspect_chunk
 from iot_lake.screen import KIND_CODES, screen
 from iot_lake.wire import inspect_message
 from streaming.simulator.fleet import Fleet, FleetSpec
@@ -162,11 +162,27 @@ def test_topics_resolve_across_chunks_and_a_hash_match_is_confirmed_by_the_text(
     assert devices.to_list() == ["d-1", None, "d-1"]
     # Pretend `second` hashes like `first` (a collision): it must still get its own id.
     second_hash = pl.Series([second]).hash(seed=registry_seed()).to_numpy()
-    registry._hashes, registry._ids_by_hash = second_hash, np.array([ids[0]], dtype=np.int32)
+    registry._index = HashIndex()
+    registry._index.add(second_hash, np.array([ids[0]], dtype=np.int32))
     again, _, devices = registry.resolve(pl.Series([second, first]))
     assert again[0] not in (ids[0], ids[1])
     assert registry.identities[again[0]][0] == second
     assert devices.to_list() == ["d-2", "d-1"]
+
+
+def test_hash_index_finds_every_hash_through_shared_slots_and_growth():
+    rng = np.random.default_rng(5)
+    # Hashes sharing their low bits land in the same slot and probe past each other.
+    hashes = np.unique(rng.integers(0, 2**63, 3000, dtype=np.uint64) << np.uint64(12))
+    index = HashIndex()
+    for start in range(0, len(hashes), 700):  # grows several times
+        part = hashes[start : start + 700]
+        index.add(part, np.arange(start, start + len(part), dtype=np.int32))
+    assert index.find(hashes).tolist() == list(range(len(hashes)))
+    unknown = hashes[:50] + np.uint64(1)
+    assert index.find(unknown).tolist() == [-1] * 50
+    index.add(hashes[:1], np.array([99_999], dtype=np.int32))  # a hash seen before keeps its id
+    assert index.find(hashes[:1]).tolist() == [0]
 
 
 def registry_seed() -> int:
