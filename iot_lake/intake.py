@@ -9,47 +9,58 @@ screen does not vouch for (invalid ones, and valid ones in another layout) go th
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
 from iot_lake.screen import KIND_CODES, NO_KIND, screen
-from iot_lake.wire import Inspected, inspect_message, topic_of
+from iot_lake.wire import MESSAGE_KINDS, Inspected, inspect_message, topic_of
 
 IDENTITY_COLUMNS = ("topic", "tenant_id", "device_id", "message_kind")
 Identity = tuple[str | None, str | None, str | None, str | None]
 MAX_REGISTERED_TOPICS = 1_000_000
 
 
-class Route(NamedTuple):
-    """What checking needs about a topic: its id, its device and its kind (KIND_CODES)."""
+# TOPIC_FORM as a pattern: every part non-empty and without a slash.
+_TOPIC_PATTERN = (
+    r"^tenant/([^/]+)/devices/([^/]+)/("
+    + "|".join(re.escape(k) for k in sorted(MESSAGE_KINDS))
+    + ")$"
+)
 
-    topic_id: int
-    device_id: str | None
-    kind: int
+
+def parse_topics(topics: pl.Series) -> pl.DataFrame:
+    """`iot_lake.wire.parse_topic` for a column of topics: tenant_id, device_id, message_kind.
+
+    All three are null where a topic is not of TOPIC_FORM. One pattern over the column
+    (about 190 ns a topic; splitting it into a list column took 1.7 us);
+    tests/iot_lake/test_intake.py checks that the two agree on topics of every shape.
+    """
+    groups = topics.str.extract_groups(_TOPIC_PATTERN)
+    return groups.struct.rename_fields(["tenant_id", "device_id", "message_kind"]).struct.unnest()
 
 
 class TopicRegistry:
     """Small ids for received topics, and the identity (IDENTITY_COLUMNS) each one claims.
 
     Topic, tenant, device and kind are the same for every message on a topic, so a batch
-    stores one int per message and the identities once. Python parses a topic only on first
-    sight; a chunk's topics are then found by their 64-bit hashes in a sorted array, and
-    each match is confirmed by comparing the topic text itself, so a hash collision (even a
-    crafted one) costs a slow lookup, never a wrong identity. A fleet has as many topics as
-    devices x kinds; the registry is replaced (never mutated away) when it grows past
-    MAX_REGISTERED_TOPICS, so a batch being committed keeps its own. It is shared by every
-    consumer thread of a process: a lock keeps the lookup arrays aligned with topic ids.
+    stores one int per message and the identities once. A chunk's new topics are parsed
+    together on first sight (`parse_topics`); its topics are found by their 64-bit hashes
+    (HashIndex), and each match is confirmed by comparing the topic text itself, so a hash
+    collision (even a crafted one) costs a slow lookup, never a wrong identity. A fleet has
+    as many topics as devices x kinds; the registry is replaced (never mutated away) when it
+    grows past MAX_REGISTERED_TOPICS, so a batch being committed keeps its own. It is shared
+    by every consumer thread of a process: a lock keeps the lookup arrays aligned with ids.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.routes: dict[str | None, Route] = {}
+        self._ids: dict[str | None, int] = {}
         self.identities: list[Identity] = []
         self._index = HashIndex()
         self._texts = pl.Series("topic", [], dtype=pl.String)  # by topic id
@@ -57,19 +68,37 @@ class TopicRegistry:
         self._kinds = np.empty(0, dtype=np.int8)  # by topic id
         self._identity_frame: pl.DataFrame | None = None
 
-    def _register(self, topic: str | None) -> Route:
-        """How messages on a topic are checked, registering it on first sight (under the lock)."""
-        route = self.routes.get(topic)
-        if route is None:
+    def _register(self, topic: str | None) -> int:
+        """A topic's id, registering it on first sight (under the lock): one at a time."""
+        topic_id = self._ids.get(topic)
+        if topic_id is None:
             claimed, text = topic_of(topic)
-            tid = len(self.identities)
+            topic_id = self._ids[topic] = len(self.identities)
             self.identities.append((text, *(claimed or (None, None, None))))
-            if claimed is None:
-                route = Route(tid, None, NO_KIND)
-            else:
-                route = Route(tid, claimed.device_id, KIND_CODES[claimed.message_kind])
-            self.routes[topic] = route
-        return route
+        return topic_id
+
+    def _register_all(self, topics: pl.Series) -> None:
+        """Register the distinct, non-null topics not seen before, parsed in bulk (locked).
+
+        A topic costs a dictionary lookup and an entry here, not a parse in Python: 2.9 us
+        a message when every topic of a chunk was new (a fleet larger than a registry holds
+        sees every topic anew after each swap) with one Python parse each.
+        """
+        new = [topic for topic in topics.to_list() if topic not in self._ids]
+        if not new:
+            return
+        claimed = parse_topics(pl.Series(new, dtype=pl.String))
+        first = len(self.identities)
+        self.identities.extend(
+            zip(
+                new,
+                claimed.get_column("tenant_id").to_list(),
+                claimed.get_column("device_id").to_list(),
+                claimed.get_column("message_kind").to_list(),
+                strict=True,
+            )
+        )
+        self._ids.update(zip(new, range(first, first + len(new)), strict=True))
 
     def identity_frame(self) -> pl.DataFrame:
         """IDENTITY_COLUMNS of every registered topic, row i for topic id i (cached).
@@ -100,17 +129,29 @@ class TopicRegistry:
         self, topics: pl.Series
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int8], pl.Series]:
         hashes = topics.hash(seed=_HASH_SEED).to_numpy()
+        ids = self._lookup(topics, hashes)
+        unknown = np.flatnonzero(ids < 0)
+        if len(unknown):
+            known_before = len(self.identities)
+            missing = topics.gather(unknown)
+            self._register_all(missing.drop_nulls().unique(maintain_order=True))
+            self._index_from(known_before)
+            ids[unknown] = self._lookup(missing, hashes[unknown])
+            # No topic at all, or a hash that collides with another topic's: row by row.
+            rest = unknown[ids[unknown] < 0]
+            known_before = len(self.identities)
+            for row, topic in zip(rest, topics.gather(rest).to_list(), strict=True):
+                ids[row] = self._register(topic)
+            self._index_from(known_before)
+        return ids, self._kinds[ids], self._devices.gather(ids)
+
+    def _lookup(self, topics: pl.Series, hashes: npt.NDArray[np.uint64]) -> npt.NDArray[np.int32]:
+        """Each topic's id by its hash, confirmed by its text; -1 where not found."""
         ids = self._index.find(hashes)
         if len(self.identities):
             same_text = self._texts.gather(np.maximum(ids, 0)) == topics
             ids[~same_text.fill_null(False).to_numpy()] = -1
-        unknown = np.flatnonzero(ids < 0)
-        if len(unknown):
-            known_before = len(self.identities)
-            for row, topic in zip(unknown, topics.gather(unknown).to_list(), strict=True):
-                ids[row] = self._register(topic).topic_id
-            self._index_from(known_before)
-        return ids, self._kinds[ids], self._devices.gather(ids)
+        return ids
 
     def _index_from(self, first: int) -> None:
         """Add the topics registered since id `first` to the lookup arrays."""
@@ -132,7 +173,7 @@ _HASH_SEED = 0x1D1A4E
 
 
 class HashIndex:
-    """Topic ids by 64-bit topic hash: an open-addressing table that numpy probes in bulk.
+    """Topic ids by 64-bit topic hash: an open-addressing table numpy fills and probes in bulk.
 
     It replaced a binary search over the sorted hashes (85 ns a message on the ingest
     bench's 10,000-device fleet): at most half full, it takes one or two gathers a message,
@@ -163,17 +204,30 @@ class HashIndex:
         return ids
 
     def add(self, hashes: npt.NDArray[np.uint64], ids: npt.NDArray[np.int32]) -> None:
-        """Index new topics' hashes (one Python step each: topics are added rarely)."""
+        """Index new topics' hashes; a hash already indexed (or repeated) keeps its first id.
+
+        In bulk, like `find`: each round every pending hash takes its slot if the slot is
+        free and no other pending hash claims it first, the rest move one slot on.
+        """
+        fresh = self.find(hashes) == self._EMPTY
+        hashes, ids = hashes[fresh], ids[fresh]
+        _, first = np.unique(hashes, return_index=True)
+        first.sort()  # a hash repeated among the new ones: its first id
+        hashes, ids = hashes[first], ids[first]
         if 2 * (self._size + len(hashes)) > len(self._ids):
             self._grow(2 * (self._size + len(hashes)))
-        mask = len(self._ids) - 1
-        for hash_value, topic_id in zip(hashes.tolist(), ids.tolist(), strict=True):
-            slot = hash_value & mask
-            while self._ids[slot] != self._EMPTY and self._hashes[slot] != hash_value:
-                slot = (slot + 1) & mask
-            if self._ids[slot] == self._EMPTY:
-                self._hashes[slot], self._ids[slot] = hash_value, topic_id
-                self._size += 1
+        mask = np.uint64(len(self._ids) - 1)
+        slots = hashes & mask
+        while len(hashes):
+            free = np.flatnonzero(self._ids[slots] == self._EMPTY)
+            _, claim = np.unique(slots[free], return_index=True)
+            placed = free[claim]
+            self._hashes[slots[placed]], self._ids[slots[placed]] = hashes[placed], ids[placed]
+            self._size += len(placed)
+            waiting = np.ones(len(hashes), dtype=np.bool_)
+            waiting[placed] = False
+            hashes, ids = hashes[waiting], ids[waiting]
+            slots = (slots[waiting] + np.uint64(1)) & mask
 
     def _grow(self, at_least: int) -> None:
         held = self._ids != self._EMPTY
@@ -182,7 +236,7 @@ class HashIndex:
         self._hashes = np.zeros(capacity, dtype=np.uint64)
         self._ids = np.full(capacity, self._EMPTY, dtype=np.int32)
         self._size = 0
-        self.add(hashes, ids)
+        self.add(hashes, ids)  # held hashes are distinct: each is placed
 
 
 _registry = TopicRegistry()
