@@ -185,12 +185,14 @@ def test_topics_resolve_across_chunks_and_a_hash_match_is_confirmed_by_the_text(
     assert devices.to_list() == ["d-1", None, "d-1"]
     # Pretend `second` hashes like `first` (a collision): it must still get its own id.
     second_hash = pl.Series([second]).hash(seed=registry_seed()).to_numpy()
-    registry._index = HashIndex()
     registry._index.add(second_hash, np.array([ids[0]], dtype=np.int32))
-    again, _, devices = registry.resolve(pl.Series([second, first]))
-    assert again[0] not in (ids[0], ids[1])
-    assert registry.identities[again[0]][0] == second
-    assert devices.to_list() == ["d-2", "d-1"]
+    for _ in range(2):  # registered on first sight, then found by its text
+        again, _, devices = registry.resolve(pl.Series([second, first, None]))
+        assert again[0] not in (ids[0], ids[1])
+        assert again[1:].tolist() == [ids[0], ids[1]]
+        assert registry.identity(again[0]) == (second, "a", "d-2", "events")
+        assert devices.to_list() == ["d-2", "d-1", None]
+    assert registry.size == 3
 
 
 def test_hash_index_finds_every_hash_through_shared_slots_and_growth():
@@ -225,7 +227,7 @@ def test_threads_sharing_a_registry_each_get_the_identity_of_their_own_topics():
         try:
             for _ in range(20):
                 ids, _, devices = registry.resolve(chunk)
-                named = [registry.identities[i][0] for i in ids]
+                named = [registry.identity(i)[0] for i in ids]
                 assert named == chunk.to_list()
                 assert devices.to_list() == [t.split("/")[3] for t in chunk.to_list()]
         except BaseException as exc:  # reported below, from the main thread
@@ -237,4 +239,4 @@ def test_threads_sharing_a_registry_each_get_the_identity_of_their_own_topics():
     for thread in threads:
         thread.join(timeout=60)
     assert not errors
-    assert len(registry.identities) == len(topics)
+    assert registry.size == len(topics)
