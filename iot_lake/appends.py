@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import time
 
+import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake.transaction import AddAction
@@ -35,6 +35,8 @@ from iot_lake.delta_files import (
     partition_value,
     pyarrow_write_options,
 )
+
+_NEWEST = pl.CompatLevel.newest()
 
 
 def write_files(
@@ -70,34 +72,23 @@ def write_files(
 
 
 def _partitions(spec: TableSpec, rows: pa.Table) -> list[tuple[dict[str, str | None], pa.Table]]:
-    """The rows of each partition with its values; one batch is nearly always one partition."""
+    """The rows of each partition with its values; one batch is nearly always one partition.
+
+    Split by polars, which keeps the landing writer's string views as they are (pyarrow's
+    filter has no kernel for them).
+    """
     keys = list(spec.partition_by)
     if not keys:
         return [({}, rows)]
     distinct = rows.select(keys).group_by(keys).aggregate([]).to_pylist()
     if len(distinct) == 1:
         return [(_values(distinct[0], keys), rows)]
-    # pyarrow cannot filter string views; rows span partitions rarely (a batch at midnight).
-    rows = rows.cast(_without_views(rows.schema))
-    parts = []
-    for combination in distinct:
-        mask = None
-        for key in keys:
-            value = combination[key]
-            match = pc.is_null(rows[key]) if value is None else pc.equal(rows[key], value)
-            mask = match if mask is None else pc.and_(mask, match)
-        parts.append((_values(combination, keys), rows.filter(mask)))
-    return parts
-
-
-def _without_views(schema: pa.Schema) -> pa.Schema:
-    """The schema with string views as plain strings."""
-    return pa.schema(
-        [
-            field.with_type(pa.string()) if field.type == pa.string_view() else field
-            for field in schema
-        ]
-    )
+    frame = pl.from_arrow(rows)
+    assert isinstance(frame, pl.DataFrame)
+    return [
+        (_values(dict(zip(keys, values, strict=True)), keys), part.to_arrow(compat_level=_NEWEST))
+        for values, part in frame.partition_by(keys, as_dict=True, maintain_order=True).items()
+    ]
 
 
 def _values(combination: dict[str, object], keys: list[str]) -> dict[str, str | None]:

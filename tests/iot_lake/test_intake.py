@@ -206,8 +206,12 @@ def test_hash_index_finds_every_hash_through_shared_slots_and_growth():
     assert index.find(hashes).tolist() == list(range(len(hashes)))
     unknown = hashes[:50] + np.uint64(1)
     assert index.find(unknown).tolist() == [-1] * 50
-    index.add(hashes[:1], np.array([99_999], dtype=np.int32))  # a hash seen before keeps its id
-    assert index.find(hashes[:1]).tolist() == [0]
+    # A hash seen before, or twice in one call, keeps its first id and is not placed again.
+    fresh = hashes[0] + np.uint64(1)
+    again = np.array([hashes[0], fresh, fresh], dtype=np.uint64)
+    placed = index.add(again, np.array([99_997, 99_998, 99_999], dtype=np.int32))
+    assert placed.tolist() == [False, True, False]
+    assert index.find(again).tolist() == [0, 99_998, 99_998]
 
 
 def registry_seed() -> int:
