@@ -83,9 +83,10 @@ class TopicRegistry:
     def identity_frame(self) -> pl.DataFrame:
         """IDENTITY_COLUMNS of every registered topic, row i for topic id i.
 
-        Gathering a batch's rows from it copies 16-byte string views, not the strings. No
-        lock: the frame is replaced, never changed, and a batch asks for it only after its
-        chunks are resolved, so it holds every id the batch has.
+        Gathering a batch's rows from it copies 16-byte string views, not the strings, once
+        the frame is in one chunk again (`_resolve_locked`). No lock: the frame is replaced,
+        never changed, and a batch asks for it only after its chunks are resolved, so it
+        holds every id the batch has.
         """
         return self._identities
 
@@ -109,6 +110,12 @@ class TopicRegistry:
             rest = unknown[ids[unknown] < 0]
             for row, topic in zip(rest, topics.gather(rest).to_list(), strict=True):
                 ids[row] = self._unindexed_id(topic)
+        elif self._identities.n_chunks() > 1:
+            # A chunk with no new topic: the fleet is known, for now. Gathering from one
+            # chunk copies string views only, from several it copies every topic's text
+            # (30,000 rows: 0.15 against 0.8 ms), and every chunk gathers twice (here and
+            # when its batch is built), so the columns are copied whole, once.
+            self._identities = self._identities.rechunk()
         devices = self._identities.get_column("device_id")
         return ids, self._kinds[ids], devices.gather(ids)
 

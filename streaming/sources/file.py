@@ -108,7 +108,13 @@ def _string_views(
     last = max(len(buffer) - 1, 0)
     views = np.zeros((len(starts), 4), dtype="<i4")
     views[:, 0] = lengths
-    views[:, 1] = buffer[np.minimum(starts[:, None] + _INLINE[:4], last)].view("<i4")[:, 0]
+    if len(buffer) >= 4:
+        # Every 4 bytes of the buffer as one overlapping int32, so a string's prefix is one
+        # gather (clipped: a string too close to the end to have one is short, just below).
+        # Indexing reads the strided view in place; `take` would first copy it contiguous,
+        # four times the buffer's size.
+        words = np.ndarray((len(buffer) - 3,), dtype="<i4", buffer=buffer, strides=(1,))
+        views[:, 1] = words[np.minimum(starts, len(buffer) - 4)]
     views[:, 3] = starts
     short = np.flatnonzero(lengths <= 12)
     if len(short):

@@ -128,6 +128,12 @@ HEAD = '{"device_id":"d-1","message_id":"m-1","ts":1700000000000'
         (EVENTS, HEAD + ',"event":"boot","reason":"power_on","n":3,"ok":true}', True),
         (EVENTS, HEAD + ',"event":"boot","event":""}', False),  # the repeat would win
         (EVENTS, HEAD + ',"event":"boot","device_id":"d-2"}', False),
+        (EVENTS, HEAD + ',"event":"boot","n":1,"message_id":"m-2"}', False),
+        (STATUS, HEAD + ',"status":"online","at":1,"ts":2}', False),
+        (STATUS, HEAD + ',"status":"online","status":"offline"}', False),
+        # keys that only start like a reserved one, or that one starts like, are extra fields
+        (EVENTS, HEAD + ',"event":"boot","events":1,"t":2,"tss":3,"device_i":4,"":5}', True),
+        (STATUS, HEAD + ',"status":"online","statu":"x","device_idx":null,"Ts":1}', True),
         (EVENTS, HEAD + ',"event":""}', False),
         (EVENTS, HEAD + ',"event":"boot","detail":{"a":1}}', False),
         (STATUS, HEAD + ',"status":"online"}', True),
@@ -193,6 +199,20 @@ def test_topics_resolve_across_chunks_and_a_hash_match_is_confirmed_by_the_text(
         assert registry.identity(again[0]) == (second, "a", "d-2", "events")
         assert devices.to_list() == ["d-2", "d-1", None]
     assert registry.size == 3
+
+
+def test_the_registry_is_one_chunk_again_once_a_chunk_brings_no_new_topic():
+    """Gathering identities from several chunks copies their text: only while topics arrive."""
+    registry = TopicRegistry()
+    chunks = [[f"tenant/a/devices/d-{i}/status" for i in range(j, j + 3)] for j in (0, 3, 6)]
+    for chunk in chunks:
+        registry.resolve(pl.Series(chunk))
+    assert registry.identity_frame().n_chunks() == 3
+    ids, _, devices = registry.resolve(pl.Series(chunks[1]))
+    assert registry.identity_frame().n_chunks() == 1
+    assert ids.tolist() == [3, 4, 5]
+    assert devices.to_list() == ["d-3", "d-4", "d-5"]
+    assert registry.identity_frame().get_column("device_id").to_list()[3:6] == devices.to_list()
 
 
 def test_hash_index_finds_every_hash_through_shared_slots_and_growth():

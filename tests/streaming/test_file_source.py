@@ -107,6 +107,9 @@ def test_split_lines_agrees_with_splitting_each_line(lines):
     assert frames.starts.tolist() == [
         sum(len(line) + 1 for line in lines[:i]) for i in range(len(lines))
     ]
+    for column in (frames.topics, frames.payloads):
+        if isinstance(column, pl.Series):  # views over the buffer: prefixes, offsets, lengths
+            column.to_arrow(compat_level=pl.CompatLevel.newest()).validate(full=True)
 
 
 def as_bytes(column: pl.Series | list[bytes | None]) -> list[bytes | None]:
