@@ -42,9 +42,12 @@ _NEWEST = pl.CompatLevel.newest()
 def write_files(
     filesystem: pafs.FileSystem, table_path: str, spec: TableSpec, rows: pa.Table
 ) -> list[AddAction]:
-    """Write the rows (in the spec's schema) as one file per partition; their add actions."""
+    """Write the rows (in the spec's schema) as one file per partition; their add actions.
+
+    In the layout's codec for appended files: compaction rewrites them (ParquetLayout).
+    """
     schema = file_schema(spec)
-    options = pyarrow_write_options(spec)
+    options = pyarrow_write_options(spec, appended=True)
     actions = []
     for partition, part in _partitions(spec, rows):
         relative = new_file_path(partition, options["compression"])

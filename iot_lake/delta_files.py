@@ -97,17 +97,24 @@ def file_schema(spec: TableSpec) -> pa.Schema:
     return pa.schema([field for field in spec.schema if field.name not in spec.partition_by])
 
 
-def pyarrow_write_options(spec: TableSpec) -> dict[str, Any]:
+def pyarrow_write_options(spec: TableSpec, appended: bool = False) -> dict[str, Any]:
     """`pq.ParquetWriter` / `pq.write_table` options for a table's files, from its layout.
 
     Without a layout: snappy, dictionaries and statistics on every column (delta-rs'
-    defaults); with one, its codec, plain columns and statistics columns.
+    defaults); with one, its codec, plain columns and statistics columns. `appended`: a
+    file appended between compactions, in the layout's `appended_compression`.
     """
     layout = spec.layout
     plain = () if layout is None else layout.plain_columns
+    if layout is None:
+        codec, level = "snappy", None
+    elif appended and layout.appended_compression != layout.compression:
+        codec, level = layout.appended_compression.lower(), None
+    else:
+        codec, level = layout.compression.lower(), layout.compression_level
     return {
-        "compression": "snappy" if layout is None else layout.compression.lower(),
-        "compression_level": None if layout is None else layout.compression_level,
+        "compression": codec,
+        "compression_level": level,
         "use_dictionary": [name for name in file_schema(spec).names if name not in plain],
         "write_statistics": True if layout is None else list(layout.statistics_columns),
     }

@@ -1,6 +1,7 @@
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
@@ -133,6 +134,33 @@ def test_every_column_of_landed_and_compacted_rows_can_be_filtered_on(lake):
             continue
         matched = dataset.to_table(filter=ds.field(column) == value).num_rows
         assert matched >= 1, f"filtering raw_telemetry on {column} found no row"
+
+
+def test_landed_files_use_the_fast_codec_until_compaction_rewrites_them(lake):
+    """The consumer appends in the layout's fast codec; the files that stay are compact."""
+    writer = LandingWriter(lake, "writer-1")
+    writer.commit(batch_of(2), [Position("test:a", 2)])
+    writer.commit(batch_of(2, start=2), [Position("test:a", 4)])
+    assert _codecs(writer.table) == {RAW_TELEMETRY.layout.appended_compression}
+
+    day = str(lake.read(RAW_TELEMETRY)["ingest_date"][0])
+    assert writer.with_table(lambda table: compact_partition(table, {}, day))
+    assert _codecs(writer.table) == {RAW_TELEMETRY.layout.compression}
+    assert lake.read(RAW_TELEMETRY).height == 4
+
+
+def _codecs(table: DeltaTable) -> set[str]:
+    """The Parquet codecs of the live files' column chunks, as the layout names them."""
+    names = {"LZ4": "LZ4_RAW"}  # pyarrow's name for the codec it writes as LZ4_RAW
+    codecs = set()
+    for uri in table.file_uris():
+        metadata = pq.ParquetFile(uri).metadata
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            for column in range(row_group.num_columns):
+                codec = row_group.column(column).compression
+                codecs.add(names.get(codec, codec))
+    return codecs
 
 
 def _columns_with_statistics(table: DeltaTable) -> set[str]:
