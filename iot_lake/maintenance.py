@@ -57,8 +57,8 @@ T = TypeVar("T")
 # a day of the reference load (~700 GB of raw) in ~5,600 files, each big enough for
 # parallel scans by DuckDB, Spark or Trino.
 TARGET_FILE_BYTES = 128 * 1024 * 1024
-# A file below a quarter of the target counts as small; a partition is compacted when it holds at
-# least two (iot_lake.compaction.plan). A compacted partition keeps at most one small
+# A file below a quarter of the target counts as small; a partition is compacted when it
+# holds at least two (iot_lake.compaction.plan). A compacted partition keeps at most one small
 # remainder, so it is not rewritten again until new small files arrive (late data): each
 # closed day is compacted once.
 # Conflicting maintenance commits are retried this many times, after re-reading the table.

@@ -8,8 +8,8 @@ commit until the landing writer stopped using `write_deltalake` (iot_lake.append
 appends once the day has turned, so the consumer compacts it into a few large files; the
 checkpoint then holds a few file actions per day instead of tens of thousands. Today's
 partition is compacted too, every few hundred commits; compaction only merges files below
-a quarter of the target size, so each pass rewrites roughly the data of the last few hundred
-commits, not the day.
+a quarter of the target size, so each pass rewrites roughly the data of the last few
+hundred commits, not the day.
 Old log entries are removed after each checkpoint (table property
 delta.logRetentionDuration), so the log stays bounded too.
 """
