@@ -13,6 +13,7 @@ import polars as pl
 import pyarrow as pa
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
+Codec = Literal["SNAPPY", "LZ4_RAW", "ZSTD"]
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,17 @@ class ParquetLayout:
     (tests/streaming/test_landing.py checks each column still finds its row).
     """
 
-    compression: Literal["SNAPPY", "LZ4_RAW", "ZSTD"]
+    compression: Codec
     compression_level: int | None
-    appended_compression: Literal["SNAPPY", "LZ4_RAW", "ZSTD"]
+    appended_compression: Codec
     plain_columns: tuple[str, ...]
     statistics_columns: tuple[str, ...]
+
+    def codec(self, appended: bool = False) -> tuple[Codec, int | None]:
+        """The codec and level of a file: compacted (or written whole), or `appended`."""
+        if appended and self.appended_compression != self.compression:
+            return self.appended_compression, None
+        return self.compression, self.compression_level
 
 
 @dataclass(frozen=True)

@@ -106,14 +106,9 @@ def pyarrow_write_options(spec: TableSpec, appended: bool = False) -> dict[str, 
     """
     layout = spec.layout
     plain = () if layout is None else layout.plain_columns
-    if layout is None:
-        codec, level = "snappy", None
-    elif appended and layout.appended_compression != layout.compression:
-        codec, level = layout.appended_compression.lower(), None
-    else:
-        codec, level = layout.compression.lower(), layout.compression_level
+    codec, level = ("SNAPPY", None) if layout is None else layout.codec(appended)
     return {
-        "compression": codec,
+        "compression": codec.lower(),
         "compression_level": level,
         "use_dictionary": [name for name in file_schema(spec).names if name not in plain],
         "write_statistics": True if layout is None else list(layout.statistics_columns),

@@ -43,11 +43,8 @@ def writer_properties(spec: TableSpec) -> WriterProperties:
         for name in spec.schema.names
         if name not in spec.partition_by
     }
-    return WriterProperties(
-        compression=layout.compression,
-        compression_level=layout.compression_level,
-        column_properties=columns,
-    )
+    codec, level = layout.codec()
+    return WriterProperties(compression=codec, compression_level=level, column_properties=columns)
 
 
 def layout_properties(spec: TableSpec) -> dict[str, str]:

@@ -141,25 +141,27 @@ def test_landed_files_use_the_fast_codec_until_compaction_rewrites_them(lake):
     writer = LandingWriter(lake, "writer-1")
     writer.commit(batch_of(2), [Position("test:a", 2)])
     writer.commit(batch_of(2, start=2), [Position("test:a", 4)])
-    assert _codecs(writer.table) == {RAW_TELEMETRY.layout.appended_compression}
+    layout = RAW_TELEMETRY.layout
+    assert layout is not None
+    assert layout.codec(appended=True) == ("SNAPPY", None)
+    assert _codecs(writer.table) == {"SNAPPY"}
 
     day = str(lake.read(RAW_TELEMETRY)["ingest_date"][0])
     assert writer.with_table(lambda table: compact_partition(table, {}, day))
-    assert _codecs(writer.table) == {RAW_TELEMETRY.layout.compression}
+    assert layout.codec() == ("ZSTD", 1)
+    assert _codecs(writer.table) == {"ZSTD"}
     assert lake.read(RAW_TELEMETRY).height == 4
 
 
 def _codecs(table: DeltaTable) -> set[str]:
-    """The Parquet codecs of the live files' column chunks, as the layout names them."""
-    names = {"LZ4": "LZ4_RAW"}  # pyarrow's name for the codec it writes as LZ4_RAW
+    """The Parquet codecs of the live files' column chunks, as pyarrow names them."""
     codecs = set()
     for uri in table.file_uris():
         metadata = pq.ParquetFile(uri).metadata
         for group in range(metadata.num_row_groups):
             row_group = metadata.row_group(group)
             for column in range(row_group.num_columns):
-                codec = row_group.column(column).compression
-                codecs.add(names.get(codec, codec))
+                codecs.add(row_group.column(column).compression)
     return codecs
 
 
