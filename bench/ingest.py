@@ -21,8 +21,9 @@ and progress goes to stderr.
   percentiles over every commit of every pair).
 - naive_per_message: one Delta commit per message, the design micro-batching replaces.
 - soak, soak_commits, soak_commit_p95, consumer_peak_rss, consumer_rss_growth: the consumer
-  in its own process with 1,000-message batches (1,000 commits at the default volume, so ten
-  log checkpoints, where delta-rs #2628 saw memory jump), its RSS sampled from outside.
+  in its own process with 1,000-message batches (1,000 commits at the default volume, so 40
+  log checkpoints at the default interval of 25, where delta-rs #2628 saw memory jump), its
+  RSS sampled from outside.
 - growth_commit_first, growth_commit_last, growth_commit_p95 (`--growth-commits N`, off by
   default): N landing commits of the same 1,000 messages into one lake that is never
   compacted, so each commit finds one more live file: the median commit of the first and

@@ -115,8 +115,9 @@ class Lake:
         """Delta table properties: checkpoint cadence, log retention and the spec's layout.
 
         A log checkpoint every `checkpoint_interval` commits keeps a reader's log replay
-        short; log entries older than the retention are removed after each checkpoint, so
-        a consumer committing every few seconds for weeks keeps a bounded log.
+        short (a read of the log costs more with every commit since the last one); log
+        entries older than the retention are removed after each checkpoint, so a consumer
+        committing every few seconds for weeks keeps a bounded log.
         """
         return {
             "delta.checkpointInterval": str(self.checkpoint_interval),
