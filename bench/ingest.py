@@ -14,11 +14,17 @@ and progress goes to stderr.
 - limit, landing_vs_limit: the same bytes parsed by polars (keys decoded, payload text kept)
   and written as one Parquet file: no Delta, no validation, no Python per message. What one
   process could do at best, so `landing_vs_limit` says how much the consumer leaves behind.
-  Landing and the limit run as `--landing-runs` pairs (default 3), the limit right after
-  its landing: this machine's speed drifts by a third within an hour, so a ratio means
-  something only between runs made back to back. Each pair is printed on a `#` line;
-  the figures are the medians (the ratio the median of the pairs' ratios, the commit
-  percentiles over every commit of every pair).
+  This machine's speed drifts by a third within an hour, so a ratio means something only
+  between runs made back to back: the `--landing-runs` landings (default 5) alternate with
+  limits, a limit before the first and after each, and each landing is compared with the
+  mean of the limits on either side of it (a drift during the pair moves both). Each
+  landing is printed on a `#` line with both limits and its ratio to each; the figures are
+  the medians (the ratio the median of the landings' ratios, the limit the median of its
+  runs, the commit percentiles over every commit of every landing).
+  A landing and a limit run first as a warm-up, printed and not counted: the first of
+  each in a process faults in its working set (in the first landing the kernel zeroing
+  fresh pages took about 0.35 of 3.2 CPU-s under perf, against 0.02 in the next), which a
+  consumer running for weeks pays once.
 - naive_per_message: one Delta commit per message, the design micro-batching replaces.
 - soak, soak_commits, soak_commit_p95, consumer_peak_rss, consumer_rss_growth: the consumer
   in its own process with 1,000-message batches (1,000 commits at the default volume, so 40
@@ -580,8 +586,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--landing-runs",
         type=at_least_one,
-        default=3,
-        help="landing and limit pairs (the medians are reported)",
+        default=5,
+        help="landings, each between two limits (the medians are reported)",
     )
     parser.add_argument(
         "--growth-commits",
@@ -609,7 +615,7 @@ def bench_file_path(path: Path, work: Path, count: int, profile: bool, pairs: in
         f"max_bytes={limits.max_bytes} max_age_s={limits.max_age_s:g}",
         flush=True,
     )
-    runs = [run_pair(path, work, count, limits, number, pairs) for number in range(1, pairs + 1)]
+    runs, limit_rates = run_pairs(path, work, count, limits, pairs)
     commits = [seconds for run in runs for seconds in run.landing.commit_seconds]
     figure("landing", median(run.landing.rate for run in runs), "msgs/s")
     landing_cpu = median(run.landing.messages / run.landing.cpu_seconds for run in runs)
@@ -618,7 +624,7 @@ def bench_file_path(path: Path, work: Path, count: int, profile: bool, pairs: in
     figure("commit_p95", percentile(commits, 0.95) * 1000, "ms")
     landed = [seconds for run in runs for seconds in run.landing.landed_seconds]
     figure("landed_p95", percentile(landed, 0.95) * 1000, "ms")
-    figure("limit", median(run.limit_rate for run in runs), "msgs/s")
+    figure("limit", median(limit_rates), "msgs/s")
     figure("landing_vs_limit", median(run.ratio for run in runs), "x")
     if profile:
         profile_landing(path, work / "profile-lake", limits)
@@ -639,30 +645,53 @@ def bench_file_path(path: Path, work: Path, count: int, profile: bool, pairs: in
 
 @dataclass(frozen=True)
 class LandingPair:
-    """A landing run and the limit run made right after it, on the same machine state."""
+    """A landing run and the limit runs made just before and just after it."""
 
     landing: ConsumerRun
-    limit_rate: float
+    limit_before: float
+    limit_after: float
 
     @property
     def ratio(self) -> float:
-        """Landing's rate over the limit's."""
-        return self.landing.rate / self.limit_rate
+        """Landing's rate over the mean of the two limits' rates."""
+        return self.landing.rate / fmean((self.limit_before, self.limit_after))
 
 
-def run_pair(
-    path: Path, work: Path, count: int, limits: BatchLimits, number: int, pairs: int
-) -> LandingPair:
-    """Land the file into a fresh lake, then run the limit; print the pair on a `#` line."""
-    note(f"landing {number}/{pairs}: {count:,} messages, then the limit")
-    landing = run_landing(path, work / f"landing-lake-{number}", count, limits)
-    pair = LandingPair(landing, count / run_limit(path, work, count))
+def limit_rate(path: Path, work: Path, count: int) -> float:
+    """Messages per second of one limit run."""
+    return count / run_limit(path, work, count)
+
+
+def run_pairs(
+    path: Path, work: Path, count: int, limits: BatchLimits, pairs: int
+) -> tuple[list[LandingPair], list[float]]:
+    """A warm-up, then `pairs` landings between limits; each printed on a `#` line.
+
+    Every landing goes into a fresh lake. Returns the landings and every counted limit.
+    """
+    note("warm-up: a landing and a limit, not counted")
+    warm_up = run_landing(path, work / "landing-lake-warm-up", count, limits)
     print(
-        f"# landing {number}/{pairs}: {landing.rate:.0f} msgs/s, "
-        f"limit {pair.limit_rate:.0f} msgs/s, ratio {pair.ratio:.3f}",
+        f"# warm-up (not counted): landing {warm_up.rate:.0f} msgs/s, "
+        f"limit {limit_rate(path, work, count):.0f} msgs/s",
         flush=True,
     )
-    return pair
+    rates = [limit_rate(path, work, count)]
+    landings = []
+    for number in range(1, pairs + 1):
+        note(f"landing {number}/{pairs}: {count:,} messages, then the limit")
+        landing = run_landing(path, work / f"landing-lake-{number}", count, limits)
+        rates.append(limit_rate(path, work, count))
+        pair = LandingPair(landing, rates[-2], rates[-1])
+        print(
+            f"# landing {number}/{pairs}: {landing.rate:.0f} msgs/s, limit before "
+            f"{pair.limit_before:.0f} and after {pair.limit_after:.0f} msgs/s, ratio "
+            f"{pair.ratio:.3f} (to the limit after alone "
+            f"{landing.rate / pair.limit_after:.3f})",
+            flush=True,
+        )
+        landings.append(pair)
+    return landings, rates
 
 
 def bench_mqtt(count: int, work: Path) -> None:

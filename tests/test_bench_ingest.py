@@ -37,9 +37,11 @@ GROWTH_FIGURES = {
 # Growth is a difference of two means: near zero (either sign) is the healthy answer.
 SIGNED = {"consumer_rss_growth"}
 LANDING_PAIR = re.compile(
-    r"^# landing \d+/\d+: (?P<landing>\d+) msgs/s, limit (?P<limit>\d+) msgs/s, "
-    r"ratio (?P<ratio>[0-9.]+)$"
+    r"^# landing \d+/\d+: (?P<landing>\d+) msgs/s, limit before (?P<before>\d+) and after "
+    r"(?P<after>\d+) msgs/s, ratio (?P<ratio>[0-9.]+) \(to the limit after alone "
+    r"(?P<ratio_after>[0-9.]+)\)$"
 )
+WARM_UP = re.compile(r"^# warm-up \(not counted\): landing \d+ msgs/s, limit \d+ msgs/s$")
 
 
 def _mqtt_available() -> bool:
@@ -71,16 +73,23 @@ def test_file_figures_are_printed(tmp_path):
     assert_figures(figures, FILE_FIGURES | GROWTH_FIGURES)
     assert not set(MQTT_FIGURES) & set(figures)
     assert any(line.startswith("# growth: median commit per 4 commits (ms): ") for line in lines)
-    # `--landing-runs 2`: each landing and its limit on a line; each figure one of the two
-    # or between them (as printed), not a sum, and the ratio from pairs, not across them.
+    # `--landing-runs 2`: a warm-up not counted, then each landing on a line with the limits
+    # run before and after it (the one after a landing is the one before the next); each
+    # figure one of the runs or between them (as printed), not a sum, and the ratio to the
+    # mean of the limits around the landing, not across landings.
+    assert sum(bool(WARM_UP.match(line)) for line in lines) == 1, lines
     pairs = [match for line in lines if (match := LANDING_PAIR.match(line))]
     assert len(pairs) == 2, lines
-    for name in ("landing", "limit"):
-        runs = [float(pair[name]) for pair in pairs]
+    assert pairs[0]["after"] == pairs[1]["before"]
+    limits = [float(pairs[0]["before"])] + [float(pair["after"]) for pair in pairs]
+    landings = [float(pair["landing"]) for pair in pairs]
+    for name, runs in (("landing", landings), ("limit", limits)):
         assert min(runs) - 1 <= figures[name][0] <= max(runs) + 1, (name, figures[name], runs)
     ratios = [float(pair["ratio"]) for pair in pairs]
     for pair, ratio in zip(pairs, ratios, strict=True):
-        assert abs(float(pair["landing"]) / float(pair["limit"]) - ratio) < 0.002, pair
+        landing, before, after = (float(pair[key]) for key in ("landing", "before", "after"))
+        assert abs(landing / ((before + after) / 2) - ratio) < 0.002, pair
+        assert abs(landing / after - float(pair["ratio_after"])) < 0.002, pair
     assert min(ratios) - 0.006 <= figures["landing_vs_limit"][0] <= max(ratios) + 0.006
     # A batch lands (sealed to committed) no sooner than its own commit takes.
     assert figures["landed_p95"][0] >= figures["commit_p95"][0] - 1
