@@ -38,11 +38,16 @@ class BatchLimits:
     latency and commit time. Measured with `bench/ingest.py --skip-mqtt` on 2 cores,
     alternating (README, figures; 2026-12-04, the landing writer of iot_lake.appends):
     30,000-message batches landed at 0.48-0.55 x the limit with commits of 38-52 ms p50,
-    47-77 ms p95; 20,000 at 0.45-0.49 x, 36-50 ms p95; 40,000 at 0.53 x, 71 ms p95. At
-    low rates `max_age_s` bounds the latency.
+    47-77 ms p95; 20,000 at 0.45-0.49 x, 36-50 ms p95; 40,000 at 0.53 x, 71 ms p95. With
+    the pipelined consumer and a log checkpoint every 25 commits (2026-12-05, alternating
+    landings in a slow hour): 30,000 landed at a median of 600,000 msgs/s with commits of
+    67-91 ms p95, 35,000 at 662,000 (62-87 ms), 40,000 at 660,000 (70-97 ms, too close to
+    the 100 ms target); alternating `bench/ingest.py --skip-mqtt` runs gave 35,000 0.70,
+    0.67, 0.64 and 0.67 x against 0.64, 0.65, 0.67 and 0.64 x for 30,000, commits of 75-79
+    against 68-81 ms p95. At low rates `max_age_s` bounds the latency.
     """
 
-    max_records: int = 30_000
+    max_records: int = 35_000
     max_bytes: int = 32 * 1024 * 1024
     max_age_s: float = 2.0
 

@@ -11,7 +11,7 @@ def test_defaults_are_a_local_lake_and_documented_batch_limits():
     assert settings == Settings()
     assert settings.lake_root == ".lake"
     assert not settings.is_remote
-    assert settings.batch.max_records == 30_000
+    assert settings.batch.max_records == 35_000
 
 
 def test_environment_overrides_and_s3_storage_options():
