@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -7,6 +9,7 @@ from deltalake import DeltaTable
 
 from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.errors import CheckpointError
+from iot_lake.settings import Settings
 from streaming.batch import RawBatch, now_micros
 from streaming.housekeeping import compact_partition
 from streaming.landing import LandingWriter, Position
@@ -30,6 +33,21 @@ def test_batch_and_checkpoint_land_in_one_commit(lake):
     assert writer.committed_version("test:a") == 3
     assert writer.committed_detail("test:a") == "after-3"
     assert lake.read(RAW_TELEMETRY).height == 3
+
+
+def test_the_landing_writer_checkpoints_the_log_at_the_default_interval(lake):
+    """A log checkpoint every `Settings.checkpoint_interval` versions keeps each read of the
+    log short (the writer reads it around every commit), and none comes sooner."""
+    interval = Settings().checkpoint_interval
+    log = Path(lake.table_uri(RAW_TELEMETRY)) / "_delta_log"
+    writer = LandingWriter(lake, "writer-1")
+    for number in range(1, interval):  # the table's creation is version 0
+        assert not list(log.glob("*.checkpoint.parquet")), number
+        writer.commit(batch_of(1, number), [Position("test:a", number)])
+    assert writer.table.version() == interval - 1
+    assert [path.name for path in log.glob("*.checkpoint.parquet")] == [
+        f"{interval - 1:020d}.checkpoint.parquet"
+    ]
 
 
 def test_replayed_batch_is_skipped_not_appended_twice(lake):
