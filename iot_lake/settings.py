@@ -33,18 +33,13 @@ _STORAGE_ENV_KEYS = (
 class BatchLimits:
     """When the consumer flushes a micro-batch: whichever limit is reached first.
 
-    Larger batches amortise the per-commit cost (every commit adds a log entry and a file
-    per partition, and replays the log since its last checkpoint), smaller ones cut
-    latency and commit time. Measured with `bench/ingest.py --skip-mqtt` on 2 cores,
-    alternating (README, figures; 2026-12-04, the landing writer of iot_lake.appends):
-    30,000-message batches landed at 0.48-0.55 x the limit with commits of 38-52 ms p50,
-    47-77 ms p95; 20,000 at 0.45-0.49 x, 36-50 ms p95; 40,000 at 0.53 x, 71 ms p95. With
-    the pipelined consumer and a log checkpoint every 25 commits (2026-12-05, alternating
-    landings in a slow hour): 30,000 landed at a median of 600,000 msgs/s with commits of
-    67-91 ms p95, 35,000 at 662,000 (62-87 ms), 40,000 at 660,000 (70-97 ms, too close to
-    the 100 ms target); alternating `bench/ingest.py --skip-mqtt` runs gave 35,000 0.70,
-    0.67, 0.64 and 0.67 x against 0.64, 0.65, 0.67 and 0.64 x for 30,000, commits of 75-79
-    against 68-81 ms p95. At low rates `max_age_s` bounds the latency.
+    Larger batches spread a batch's fixed cost (its Delta commit, its chunk's dozen polars
+    queries, a file per partition) over more messages; smaller ones cut latency and commit
+    time. 35,000 messages, measured on 2 cores with the pipelined consumer (README,
+    "Measured figures", 2026-12-05): alternating landings of bench/ingest.py's file landed
+    at a median of 662,000 msgs/s with commits of 62-87 ms p95, against 600,000 (67-91 ms)
+    for 30,000 and 660,000 (70-97 ms, too close to the 100 ms target) for 40,000. At low
+    rates `max_age_s` bounds the latency.
     """
 
     max_records: int = 35_000
