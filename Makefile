@@ -7,14 +7,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv mosquitto chromium bench bench-transform dbt clean
+.PHONY: run test lint lock venv mosquitto chromium bench bench-transform dbt clean
 
-$(STAMP): pyproject.toml
+# The venv holds exactly requirements.lock (every package, transitive ones included, by hash);
+# the project itself is installed editable on top without touching the index.
+$(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" = "0" ] && \
 		apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && \
 		rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -70,3 +72,15 @@ dbt: venv
 
 clean:
 	rm -rf .lake .run bench/.data
+
+# Re-resolve requirements.lock to the newest versions pyproject.toml allows, install them and run
+# the whole test command; if it fails, the previous lock is put back (and reinstalled).
+LOCK_COMPILE := $(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	--universal --generate-hashes --quiet --output-file requirements.lock
+lock: venv
+	@mkdir -p .run && cp requirements.lock .run/requirements.lock.previous
+	$(LOCK_COMPILE) --upgrade
+	@if git diff --quiet -- requirements.lock; then echo "requirements.lock: already the newest"; \
+	elif $(MAKE) test; then echo "requirements.lock upgraded and the suite passes: commit it"; \
+	else echo "the suite fails on the upgraded lock: putting the previous one back"; \
+		cp .run/requirements.lock.previous requirements.lock && $(MAKE) venv && exit 1; fi
