@@ -175,6 +175,7 @@ def _consume(args: argparse.Namespace) -> int:
     options = ConsumerOptions(
         batch=settings.batch,
         max_payload_bytes=settings.max_payload_bytes,
+        identity=settings.identity,
         stats_interval_s=args.stats_interval_s,
         stop_when_idle_s=args.stop_when_idle_s,
     )

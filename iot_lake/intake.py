@@ -19,29 +19,28 @@ import numpy.typing as npt
 import polars as pl
 
 from iot_lake.screen import KIND_CODES, NO_KIND, screen
-from iot_lake.wire import MESSAGE_KINDS, Inspected, inspect_message
+from iot_lake.settings import IdentityRules
+from iot_lake.wire import DEFAULT_IDENTITY, MESSAGE_KINDS, Inspected, decode_topic, inspect_message
 
 IDENTITY_COLUMNS = ("topic", "tenant_id", "device_id", "message_kind")
 Identity = tuple[str | None, str | None, str | None, str | None]
 MAX_REGISTERED_TOPICS = 1_000_000
 
 
-# TOPIC_FORM as a pattern: every part non-empty and without a slash.
-_TOPIC_PATTERN = (
-    r"^tenant/([^/]+)/devices/([^/]+)/("
-    + "|".join(re.escape(k) for k in sorted(MESSAGE_KINDS))
-    + ")$"
-)
+_KINDS_PATTERN = "|".join(re.escape(k) for k in sorted(MESSAGE_KINDS))
 
 
-def parse_topics(topics: pl.Series) -> pl.DataFrame:
+def parse_topics(topics: pl.Series, identity: IdentityRules = DEFAULT_IDENTITY) -> pl.DataFrame:
     """`iot_lake.wire.parse_topic` for a column of topics: tenant_id, device_id, message_kind.
 
-    All three are null where a topic is not of TOPIC_FORM. One pattern over the column
-    (about 190 ns a topic; splitting it into a list column took 1.7 us);
-    tests/iot_lake/test_intake.py checks that the two agree on topics of every shape.
+    All three are null where a topic is not of TOPIC_FORM or names an id outside
+    `identity`'s rule. One pattern over the column (about 190 ns a topic; splitting it into
+    a list column took 1.7 us); tests/iot_lake/test_intake.py checks that the two agree on
+    topics of every shape.
     """
-    groups = topics.str.extract_groups(_TOPIC_PATTERN)
+    ident = identity.id_pattern
+    pattern = rf"^tenant/({ident})/devices/({ident})/({_KINDS_PATTERN})$"
+    groups = topics.str.extract_groups(pattern)
     return groups.struct.rename_fields(["tenant_id", "device_id", "message_kind"]).struct.unnest()
 
 
@@ -61,7 +60,8 @@ class TopicRegistry:
     keeps the columns aligned with topic ids.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, identity: IdentityRules = DEFAULT_IDENTITY) -> None:
+        self.identity_rules = identity
         self._lock = threading.Lock()
         self._index = HashIndex()
         self._identities = pl.DataFrame(schema=dict.fromkeys(IDENTITY_COLUMNS, pl.String))
@@ -131,7 +131,11 @@ class TopicRegistry:
             return
         first = self.size
         texts = topics.rename("topic")
-        self._append(pl.concat([texts.to_frame(), parse_topics(texts)], how="horizontal"))
+        self._append(
+            pl.concat(
+                [texts.to_frame(), parse_topics(texts, self.identity_rules)], how="horizontal"
+            )
+        )
         hashes = texts.hash(seed=_HASH_SEED).to_numpy()
         placed = self._index.add(hashes, np.arange(first, self.size, dtype=np.int32))
         # A new topic whose hash another topic holds stays out of the index.
@@ -247,15 +251,17 @@ class HashIndex:
         self.add(hashes, ids)  # held hashes are distinct: every one is placed
 
 
-_registry = TopicRegistry()
+_registries: dict[IdentityRules, TopicRegistry] = {}
+_registries_lock = threading.Lock()
 
 
-def current_registry() -> TopicRegistry:
-    """The process's topic registry, a fresh one once the current one is full."""
-    global _registry  # one registry per process, swapped when full
-    if _registry.size > MAX_REGISTERED_TOPICS:
-        _registry = TopicRegistry()
-    return _registry
+def current_registry(identity: IdentityRules = DEFAULT_IDENTITY) -> TopicRegistry:
+    """The process's topic registry for these id rules, a fresh one once it is full."""
+    with _registries_lock:
+        registry = _registries.get(identity)
+        if registry is None or registry.size > MAX_REGISTERED_TOPICS:
+            registry = _registries[identity] = TopicRegistry(identity)
+        return registry
 
 
 @dataclass(frozen=True)
@@ -304,16 +310,19 @@ def inspect_chunk(
     """Check a chunk of messages; never raises on their content.
 
     `topics` and `payloads` come as polars string columns from a source that splits in bulk
-    (the file source), or as lists from a source that receives messages one by one.
-    `claimed_devices`: per message, the device the transport vouches for besides the topic
-    (a Kinesis partition key); a message whose topic names another device is refused.
+    (the file source), or as lists (of bytes or text) from a source that receives messages
+    one by one. `claimed_devices`: per message, the device the transport vouches for
+    besides the topic (a Kinesis partition key); a message whose topic names another device
+    is refused. The registry's `identity_rules` are the id rules the chunk is checked by.
     """
     registry = registry or current_registry()
-    topic_text = _topic_column(topics)
+    topic_text, topic_not_utf8 = _topic_column(topics)
     text, payload_bytes = _text_column(payloads)
     topic_ids, kinds, devices = registry.resolve(topic_text)
-    accepted, message_id = screen(text.fill_null(""), kinds, devices)
+    accepted, message_id = screen(text.fill_null(""), kinds, devices, registry.identity_rules)
     accepted &= payload_bytes <= max_payload_bytes
+    if topic_not_utf8 is not None:
+        accepted &= ~topic_not_utf8
     if claimed_devices is not None:
         claimed = pl.Series(claimed_devices, dtype=pl.String)
         accepted &= (claimed.is_null() | (claimed == devices)).fill_null(False).to_numpy()
@@ -321,7 +330,13 @@ def inspect_chunk(
     rest = np.flatnonzero(~accepted)
     if len(rest):
         verdicts = _inspect_rows(
-            rest, topic_text, payloads, text, max_payload_bytes, claimed_devices
+            rest,
+            topics,
+            payloads,
+            text,
+            max_payload_bytes,
+            claimed_devices,
+            registry.identity_rules,
         )
         refused = {int(row): v for row, v in zip(rest, verdicts, strict=True) if v.error_code}
         message_id = message_id.scatter(
@@ -333,38 +348,63 @@ def inspect_chunk(
     return InspectedChunk(registry, topic_ids, message_id, text, payload_bytes, refused)
 
 
-def _topic_column(topics: Topics) -> pl.Series:
+def _topic_column(topics: Topics) -> tuple[pl.Series, npt.NDArray[np.bool_] | None]:
+    """Topics as raw_telemetry stores them, and which were not UTF-8 (None: all were).
+
+    A topic that is not UTF-8 is stored base64-encoded (iot_lake.wire.decode_topic) and can
+    claim no identity, whatever its encoding happens to read as.
+    """
     if isinstance(topics, pl.Series):
-        return topics
-    return pl.Series(
-        [t.decode(errors="replace") if isinstance(t, bytes) else t for t in topics], dtype=pl.String
-    )
+        return topics, None
+    decoded = [decode_topic(topic) for topic in topics]
+    not_utf8 = np.fromiter((bad is not None for _, bad in decoded), np.bool_, len(decoded))
+    column = pl.Series([text for text, _ in decoded], dtype=pl.String)
+    return column, not_utf8 if not_utf8.any() else None
 
 
 def _text_column(payloads: Payloads) -> tuple[pl.Series, npt.NDArray[np.int64]]:
-    """Payload text (null where the bytes are not UTF-8) and each payload's size in bytes."""
+    """Payload text (null where the bytes are not UTF-8) and each payload's size in bytes.
+
+    A list of payloads is cast to text in one go; only a chunk holding bytes that are not
+    UTF-8 (polars refuses to cast it: `invalid utf8`) is decoded payload by payload.
+    """
     if isinstance(payloads, pl.Series):
         return payloads, payloads.str.len_bytes().to_numpy().astype(np.int64)
     received = pl.Series(payloads, dtype=pl.Binary)
     sizes = received.bin.size().to_numpy().astype(np.int64)
-    return received.cast(pl.String, strict=False), sizes
+    try:
+        return received.cast(pl.String), sizes
+    except pl.exceptions.PolarsError:
+        return pl.Series([_utf8_or_none(payload) for payload in payloads], dtype=pl.String), sizes
+
+
+def _utf8_or_none(payload: bytes) -> str | None:
+    try:
+        return payload.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def _inspect_rows(
     rows: npt.NDArray[np.intp],
-    topics: pl.Series,
+    topics: Topics,
     payloads: Payloads,
     text: pl.Series,
     max_payload_bytes: int,
     claimed_devices: Sequence[str | None] | None,
+    identity: IdentityRules,
 ) -> list[Inspected]:
-    """The full check of the rows the screen did not vouch for."""
+    """The full check of the rows the screen did not vouch for, with the topics as received."""
     if isinstance(payloads, pl.Series):
         received = [value.encode() for value in text.gather(rows).to_list()]
     else:
         received = [payloads[row] for row in rows]
+    if isinstance(topics, pl.Series):
+        received_topics: list[str | bytes | None] = topics.gather(rows).to_list()
+    else:
+        received_topics = [topics[row] for row in rows]
     keys = [None] * len(rows) if claimed_devices is None else [claimed_devices[r] for r in rows]
     return [
-        inspect_message(topic, payload, max_payload_bytes, key)
-        for topic, payload, key in zip(topics.gather(rows).to_list(), received, keys, strict=True)
+        inspect_message(topic, payload, max_payload_bytes, key, identity)
+        for topic, payload, key in zip(received_topics, received, keys, strict=True)
     ]

@@ -27,10 +27,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+
+from iot_lake.settings import IdentityRules
+from iot_lake.wire import DEFAULT_IDENTITY
 
 # A JSON string without escapes or control characters (so its text is its value).
 _NOT_IN_STRING = r'"\\\x00-\x1f'
@@ -41,8 +45,6 @@ _NON_EMPTY_STRING = rf'"{_CHARACTER}+"'
 _INTEGER = r"-?(?:0|[1-9][0-9]{0,17})"
 _NUMBER = r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,2})?"
 _SCALAR = rf"(?:{_STRING}|{_NUMBER}|true|false|null)"
-
-_HEAD = rf'^\{{"device_id":{_NON_EMPTY_STRING},"message_id":{_NON_EMPTY_STRING},"ts":{_INTEGER}'
 
 
 def _text_other_than(words: Sequence[str], prefix: str = "") -> str:
@@ -73,21 +75,34 @@ def _object_of(value: str) -> str:
     return rf"\{{(?:{_STRING}:{value}(?:,{_STRING}:{value})*)?\}}"
 
 
-_METRICS = rf'"metrics":\{{{_STRING}:{_NUMBER}(?:,{_STRING}:{_NUMBER})*\}}'
-TELEMETRY = (
-    rf'{_HEAD}(?:,"type":{_STRING})?(?:,"fw":{_STRING})?,{_METRICS}'
-    rf'(?:,"units":{_object_of(_STRING)})?\}}$'
-)
-EVENTS = rf'{_HEAD},"event":{_NON_EMPTY_STRING}{_EXTRA_FIELDS}\}}$'
-STATUS = rf'{_HEAD},"status":"(?:online|offline)"{_EXTRA_FIELDS}\}}$'
-
 KIND_CODES = {"telemetry": 0, "events": 1, "status": 2}
 NO_KIND = -1
-_PATTERNS = {
-    KIND_CODES["telemetry"]: TELEMETRY,
-    KIND_CODES["events"]: EVENTS,
-    KIND_CODES["status"]: STATUS,
-}
+
+
+@lru_cache(maxsize=8)
+def patterns(identity: IdentityRules) -> dict[int, str]:
+    """The canonical form of each message kind (by KIND_CODES), with `identity`'s id rules.
+
+    The device id needs no rule here: the payload's must equal the topic's, which the
+    topic registry has checked. Metric names and the message id's length are spelled into
+    the pattern, so a name outside the rule goes to the full check, which words the error.
+    """
+    message_id = rf'"{_CHARACTER}{{1,{identity.message_id_max_chars}}}"'
+    head = rf'^\{{"device_id":{_NON_EMPTY_STRING},"message_id":{message_id},"ts":{_INTEGER}'
+    metric = rf'"{identity.id_pattern}":{_NUMBER}'
+    metrics = rf'"metrics":\{{{metric}(?:,{metric})*\}}'
+    telemetry = (
+        rf'{head}(?:,"type":{_STRING})?(?:,"fw":{_STRING})?,{metrics}'
+        rf'(?:,"units":{_object_of(_STRING)})?\}}$'
+    )
+    events = rf'{head},"event":{_NON_EMPTY_STRING}{_EXTRA_FIELDS}\}}$'
+    status = rf'{head},"status":"(?:online|offline)"{_EXTRA_FIELDS}\}}$'
+    return {
+        KIND_CODES["telemetry"]: telemetry,
+        KIND_CODES["events"]: events,
+        KIND_CODES["status"]: status,
+    }
+
 
 # In the canonical form the payload starts `{"device_id":"<device>","message_id":"` and
 # the message id ends at the first `","ts":` (ids hold no quote): the topic's device is
@@ -98,7 +113,10 @@ _AFTER_MESSAGE_ID = '","ts":'
 
 
 def screen(
-    payloads: pl.Series, kinds: npt.NDArray[np.int8], devices: pl.Series
+    payloads: pl.Series,
+    kinds: npt.NDArray[np.int8],
+    devices: pl.Series,
+    identity: IdentityRules = DEFAULT_IDENTITY,
 ) -> tuple[npt.NDArray[np.bool_], pl.Series]:
     """Which payloads are plainly valid, and their message ids (null where not).
 
@@ -107,7 +125,7 @@ def screen(
     for another device is not plainly valid (contract 3).
     """
     accepted = np.zeros(len(payloads), dtype=np.bool_)
-    for code, pattern in _PATTERNS.items():
+    for code, pattern in patterns(identity).items():
         rows = np.flatnonzero(kinds == code)
         if not len(rows):
             continue
@@ -123,9 +141,11 @@ def _with_ids(
     frame = pl.DataFrame({"payload": payloads, "device": devices, "accepted": accepted})
     payload = pl.col("payload")
     prefix = pl.lit(_DEVICE_PREFIX) + pl.col("device") + pl.lit(_MESSAGE_ID_PREFIX)
-    start = pl.col("device").str.len_bytes() + len(_DEVICE_PREFIX) + len(_MESSAGE_ID_PREFIX)
+    # Character offsets, as `str.find` gives them: text sliced by characters is always
+    # whole characters (a byte slice cast back to text can split one, and polars refuses it).
+    start = pl.col("device").str.len_chars() + len(_DEVICE_PREFIX) + len(_MESSAGE_ID_PREFIX)
     end = payload.str.find(_AFTER_MESSAGE_ID, literal=True)
-    message_id = payload.cast(pl.Binary).bin.slice(start, (end - start).clip(0)).cast(pl.String)
+    message_id = payload.str.slice(start, (end - start).clip(0))
     ok = pl.col("accepted") & payload.str.starts_with(prefix).fill_null(False)
     checked = frame.select(ok=ok, message_id=pl.when(ok).then(message_id))
     return checked["ok"].to_numpy(), checked["message_id"]

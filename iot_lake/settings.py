@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,56 @@ class BatchLimits:
     max_records: int = 35_000
     max_bytes: int = 32 * 1024 * 1024
     max_age_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class IdentityRules:
+    """The form of the names a device uses: tenant and device ids, metric names, message ids.
+
+    A name outside the rule is refused at intake (the message is kept in raw with an error
+    naming the field and the rule), so a table, a partition, a topic filter or a SQL query
+    never meets a name it cannot hold. The default is the AWS IoT thing-name rule: 1 to 128
+    characters of `[A-Za-z0-9:_-]`. `id_characters` is the body of a regular-expression
+    character class; a slash is never allowed (it separates a topic's levels).
+    """
+
+    id_max_chars: int = 128
+    id_characters: str = "A-Za-z0-9:_-"
+    message_id_max_chars: int = 128
+
+    def __post_init__(self) -> None:
+        if self.id_max_chars < 1:
+            raise InvalidInput("IOT_LAKE_ID_MAX_CHARS", "a whole number from 1", self.id_max_chars)
+        if self.message_id_max_chars < 1:
+            raise InvalidInput(
+                "IOT_LAKE_MESSAGE_ID_MAX_CHARS", "a whole number from 1", self.message_id_max_chars
+            )
+        expected = "the body of a regular-expression character class without '/', e.g. A-Za-z0-9:_-"
+        try:
+            pattern = re.compile(self.id_pattern)
+        except re.error:
+            raise InvalidInput("IOT_LAKE_ID_CHARACTERS", expected, self.id_characters) from None
+        if not self.id_characters or pattern.fullmatch("/") or "/" in self.id_characters:
+            raise InvalidInput("IOT_LAKE_ID_CHARACTERS", expected, self.id_characters)
+
+    @property
+    def id_pattern(self) -> str:
+        """A regular expression matching a whole valid id (tenant, device, metric name)."""
+        return f"[{self.id_characters}]{{1,{self.id_max_chars}}}"
+
+    @property
+    def id_form(self) -> str:
+        """The rule in words, for error details."""
+        return f"1 to {self.id_max_chars} characters of [{self.id_characters}]"
+
+    def is_id(self, name: str) -> bool:
+        """Whether `name` is a valid tenant id, device id or metric name."""
+        return _compiled(self.id_pattern).fullmatch(name) is not None
+
+
+@lru_cache(maxsize=16)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 MQTT_PROTOCOLS = ("3.1.1", "5")
@@ -82,6 +134,7 @@ class Settings:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     batch: BatchLimits = field(default_factory=BatchLimits)
     max_payload_bytes: int = 64 * 1024
+    identity: IdentityRules = field(default_factory=IdentityRules)
     log_retention_hours: int = 48
     # Reading a table's log costs delta-rs more with every commit since the last checkpoint
     # (a read finding nothing new: 0.5 ms of CPU 10 commits after, 2.4 ms 60 after), and
@@ -222,12 +275,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         env, "IOT_LAKE_LOG_RETENTION_HOURS", defaults.log_retention_hours
     )
     max_lateness_s = _env_float(env, "IOT_LAKE_MAX_LATENESS_S", defaults.max_lateness_s)
+    identity_defaults = IdentityRules()
+    identity = IdentityRules(
+        id_max_chars=_env_int(env, "IOT_LAKE_ID_MAX_CHARS", identity_defaults.id_max_chars),
+        id_characters=env.get("IOT_LAKE_ID_CHARACTERS") or identity_defaults.id_characters,
+        message_id_max_chars=_env_int(
+            env, "IOT_LAKE_MESSAGE_ID_MAX_CHARS", identity_defaults.message_id_max_chars
+        ),
+    )
     return Settings(
         lake_root=env.get("IOT_LAKE_ROOT", defaults.lake_root),
         storage_options=storage_options_from_env(env),
         mqtt=mqtt,
         batch=batch,
         max_payload_bytes=_env_int(env, "IOT_LAKE_MAX_PAYLOAD_BYTES", defaults.max_payload_bytes),
+        identity=identity,
         log_retention_hours=log_retention_hours,
         checkpoint_interval=_env_int(
             env, "IOT_LAKE_CHECKPOINT_INTERVAL", defaults.checkpoint_interval

@@ -32,7 +32,8 @@ from iot_lake.intake import (
     current_registry,
     inspect_chunk,
 )
-from iot_lake.wire import Inspected
+from iot_lake.settings import IdentityRules
+from iot_lake.wire import DEFAULT_IDENTITY, Inspected
 
 _SCHEMA = RAW_TELEMETRY.schema
 _STRING = pa.string()
@@ -76,14 +77,20 @@ def _checking_pool() -> ThreadPoolExecutor:
 class RawBatch:
     """Rows for raw_telemetry received since the last commit, checked chunk by chunk."""
 
-    def __init__(self, source: str, consumer_id: str, max_payload_bytes: int) -> None:
+    def __init__(
+        self,
+        source: str,
+        consumer_id: str,
+        max_payload_bytes: int,
+        identity: IdentityRules = DEFAULT_IDENTITY,
+    ) -> None:
         self.source = source
         self.consumer_id = consumer_id
         self.max_payload_bytes = max_payload_bytes
         self.opened_at = time.monotonic()
         self.payload_bytes_total = 0
         self._rows = 0
-        self._registry = current_registry()
+        self._registry = current_registry(identity)
         self._checks: list[Future[InspectedChunk]] = []
         self._ingest_time: list[pa.Array] = []
         self._positions: list[pa.Array] = []
@@ -97,7 +104,7 @@ class RawBatch:
         return time.monotonic() - self.opened_at
 
     def add(
-        self, topic: str | None, payload: bytes, ingest_micros: int, position: str | None
+        self, topic: str | bytes | None, payload: bytes, ingest_micros: int, position: str | None
     ) -> None:
         """Check one message and keep it, valid or not."""
         self.extend([topic], [payload], ingest_micros, [position])

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from types import FrameType
 
-from iot_lake.settings import BatchLimits
+from iot_lake.settings import BatchLimits, IdentityRules
 from streaming.batch import RawBatch
 from streaming.housekeeping import compact_closed_partitions, compact_partition
 from streaming.landing import CommitOutcome, LandingWriter, Position, PreparedBatch
@@ -41,6 +41,7 @@ class ConsumerOptions:
 
     batch: BatchLimits = field(default_factory=BatchLimits)
     max_payload_bytes: int = 64 * 1024
+    identity: IdentityRules = field(default_factory=IdentityRules)
     stats_interval_s: float = 10.0
     stop_when_idle_s: float | None = None
     # Compact today's partition after this many commits (closed days once a day); None: never.
@@ -155,7 +156,12 @@ class Consumer:
         self.stats.record(in_flight.batch, outcome, outcome.finished_at - in_flight.sealed_at)
 
     def _new_batch(self) -> RawBatch:
-        return RawBatch(self.source.name, self.writer.consumer_id, self.options.max_payload_bytes)
+        return RawBatch(
+            self.source.name,
+            self.writer.consumer_id,
+            self.options.max_payload_bytes,
+            self.options.identity,
+        )
 
     def _fill_batch(self) -> tuple[RawBatch, bool]:
         limits = self.options.batch

@@ -10,16 +10,17 @@ from streaming.landing import LandingWriter, Position
 FRAME_SEPARATOR = b"\t"
 
 
-def split_frame(frame: bytes) -> tuple[str | None, bytes]:
+def split_frame(frame: bytes) -> tuple[bytes | None, bytes]:
     """Split a framed message `topic<TAB>payload` (files, Kinesis records) into its parts.
 
     A frame without a tab has no topic: it is kept whole as the payload and the consumer
-    records it as `invalid_topic`.
+    records it as `invalid_topic`. The topic stays bytes: the checks decode it, and keep
+    one that is not UTF-8 rather than replace its bytes (iot_lake.wire.decode_topic).
     """
     topic, separator, payload = frame.partition(FRAME_SEPARATOR)
     if not separator:
         return None, frame
-    return topic.decode(errors="replace"), payload
+    return topic, payload
 
 
 class Source(Protocol):

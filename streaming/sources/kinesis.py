@@ -118,7 +118,7 @@ def readable_shards(shards: Mapping[str, ShardState]) -> list[ShardState]:
 class _Polled:
     """Records of one GetRecords call, as the batch wants them."""
 
-    topics: list[str | None] = field(default_factory=list)
+    topics: list[bytes | None] = field(default_factory=list)
     payloads: list[bytes] = field(default_factory=list)
     ingest_micros: list[int] = field(default_factory=list)
     positions: list[str | None] = field(default_factory=list)

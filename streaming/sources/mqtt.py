@@ -52,7 +52,7 @@ class MqttUnavailable(ConnectionError):
 # What on_message keeps of one message: topic, payload, ingest time (epoch us), position,
 # packet id, QoS, connection generation. A plain tuple: this runs on paho's thread for every
 # message, and a NamedTuple costs a Python-level __new__ call each time.
-_Received = tuple[str | None, bytes, int, str, int, int, int]
+_Received = tuple[str | bytes | None, bytes, int, str, int, int, int]
 
 
 class MqttSource:
@@ -255,9 +255,11 @@ class MqttSource:
 
     def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:  # noqa: ANN401
         try:
-            topic: str | None = message.topic
-        except UnicodeDecodeError:  # brokers refuse such topics; keep the payload regardless
-            topic = None
+            topic: str | bytes | None = message.topic
+        except UnicodeDecodeError:
+            # Brokers refuse such topics, but if one gets through its bytes are kept (the
+            # checks store them base64-encoded): paho holds them only in `_topic`.
+            topic = message._topic
         mid = message.mid
         position = f"{self.settings.client_id}:{mid}{':dup' if message.dup else ''}"
         self._queue.append(
