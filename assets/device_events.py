@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.metadata import rebuilt_result
 from assets.partitions import event_day_asset, run_window
+from assets.step_barrier import hold_at_step_barrier
 from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY
 from iot_lake.rebuild import rebuild_silver
 from resources.lake import LakeResource
@@ -20,6 +21,7 @@ def device_events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     crash-rate gates of OTA waves and command acknowledgement. Partitioned by event date
     and overwritten per run like telemetry.
     """
+    hold_at_step_barrier(context)  # off unless IOT_LAKE_STEP_BARRIER is set (tests)
     window = run_window(context)
     the_lake = lake.lake()
     rebuilt = rebuild_silver(the_lake, DEVICE_EVENTS, window, lake.silver_rules())

@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.metadata import rebuilt_result
 from assets.partitions import event_day_asset, run_window
+from assets.step_barrier import hold_at_step_barrier
 from iot_lake.catalog import RAW_TELEMETRY, TELEMETRY
 from iot_lake.rebuild import rebuild_silver
 from resources.lake import LakeResource
@@ -21,6 +22,7 @@ def telemetry(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     data lands in the day it describes; a run overwrites exactly its days, so reruns and
     backfills are idempotent.
     """
+    hold_at_step_barrier(context)  # off unless IOT_LAKE_STEP_BARRIER is set (tests)
     window = run_window(context)
     the_lake = lake.lake()
     rebuilt = rebuild_silver(the_lake, TELEMETRY, window, lake.silver_rules())

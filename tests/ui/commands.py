@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from tests.support import wait_until
@@ -19,15 +20,22 @@ STOP_BOUND_S = 120  # the consumer's last commit, then dagster dev's own shutdow
 UI_BOUND_S = 120  # as long as `iot-lake run` itself waits for the UI to answer
 
 
-def start_run(cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
-    """`iot-lake run` in `cwd` (its .lake and .run land there), output to a file."""
-    env = {k: v for k, v in os.environ.items() if k not in ("IOT_LAKE_ROOT", "DAGSTER_HOME")}
+def start_run(
+    cwd: Path, *args: str, env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """`iot-lake run` in `cwd` (its .lake and .run land there), output to a file.
+
+    `env` adds variables to the command's environment, which dagster dev and its run
+    workers inherit.
+    """
+    left_out = ("IOT_LAKE_ROOT", "DAGSTER_HOME")  # the lake and instance are cwd's own
+    environment = {k: v for k, v in os.environ.items() if k not in left_out} | dict(env or {})
     output = cwd / "run.out"
     with output.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "iot_lake.cli", "run", "--devices", "10", *args],
             cwd=cwd,
-            env=env,
+            env=environment,
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,

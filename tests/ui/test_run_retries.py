@@ -5,6 +5,11 @@ is run again, its hours stay stale. Ctrl-C cuts a run short as an unexpected ter
 which Dagster's run retries pick up (iot_lake/dagster_ui.py). Power lost, or SIGKILL to
 every process, records no end at all: left STARTED, the run would also hold the instance's
 only run slot for good, so no run would follow it (iot_lake/interrupted_runs.py).
+
+The test makes the run it stops: `iot-lake run` gets IOT_LAKE_STEP_BARRIER, and while the
+barrier file exists every silver step waits at its start (assets/step_barrier.py). The
+stop comes once a run says it is held there, so it lands mid-step whatever the machine's
+speed; the file is removed before the restart, so the retries can finish.
 """
 
 from __future__ import annotations
@@ -19,22 +24,26 @@ import dagster as dg
 import pytest
 
 from assets.partitions import EVENT_HOURS_TAG
+from assets.step_barrier import HELD_MESSAGE, STEP_BARRIER_ENV
 from iot_lake.dagster_ui import GROUP_NAME, live_group_members
 from tests.support import free_port, wait_until
 from tests.ui.commands import STOP_BOUND_S, ctrl_c, start_run, wait_for_ui
 
 FAILURE_REASON = "dagster/failure_reason"  # why Dagster failed a run
-START_ATTEMPTS = 3  # a start whose run finished before the stop is tried again
+HELD_BOUND_S = 300  # the sensor's first tick (30 s), then the run's queue and its worker's start
 
 
-def started(cwd: Path, process_groups: set[int]) -> tuple[subprocess.Popen[bytes], Path]:
-    """`iot-lake run` in `cwd`, once its UI answers; its groups and dagster dev's recorded.
+def started(
+    cwd: Path, process_groups: set[int], barrier: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """`iot-lake run` in `cwd`, its silver steps held while `barrier` exists, once its UI answers.
 
-    Only then has `dagster dev` created its storage: a reader opening the instance earlier
-    would create the tables too, racing it ("table snapshots already exists").
+    Its groups and dagster dev's are recorded. Only once the UI answers has `dagster dev`
+    created its storage: a reader opening the instance earlier would create the tables too,
+    racing it ("table snapshots already exists").
     """
     port = free_port()
-    process, output = start_run(cwd, "--ui-port", str(port))
+    process, output = start_run(cwd, "--ui-port", str(port), env={STEP_BARRIER_ENV: str(barrier)})
     process_groups.add(process.pid)
     try:
         wait_for_ui(output, port)
@@ -51,24 +60,40 @@ def runs_of(home: Path, status: dg.DagsterRunStatus) -> list[dg.DagsterRun]:
         return list(instance.get_runs(dg.RunsFilter(statuses=[status])))
 
 
-def stopped_mid_run(
+def run_now(home: Path, run: dg.DagsterRun) -> dg.DagsterRun:
+    """`run` as the instance in `home` records it now."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        now = instance.get_run_by_id(run.run_id)
+    assert now is not None, f"run {run.run_id} is gone"
+    return now
+
+
+def held_run(home: Path) -> dg.DagsterRun | None:
+    """The run in progress whose silver step waits at the barrier, if there is one yet."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+            if any(HELD_MESSAGE in entry.user_message for entry in instance.all_logs(run.run_id)):
+                return run
+    return None
+
+
+def stopped_mid_step(
     process: subprocess.Popen[bytes],
     home: Path,
     stop: Callable[[subprocess.Popen[bytes]], None],
-    cut_short: Callable[[Path], list[dg.DagsterRun]],
-) -> dg.DagsterRun | None:
-    """`stop` the running `iot-lake run` as soon as a run has started; the run it cut short.
+) -> dg.DagsterRun:
+    """`stop` the running `iot-lake run` once a run is held at the barrier; that run.
 
-    None when that run finished before the stop came: the caller starts again.
+    The barrier file exists: the held run cannot finish before the stop reaches it (its
+    step would go on only after HOLD_LIMIT_S, 600 s).
     """
     try:
-        wait_until(
-            lambda: runs_of(home, dg.DagsterRunStatus.STARTED), 240, "a run", interval_s=0.25
+        held = wait_until(
+            lambda: held_run(home), HELD_BOUND_S, "a run held at the step barrier", 0.5
         )
     finally:
         stop(process)
-    runs = cut_short(home)
-    return runs[0] if runs else None
+    return held
 
 
 def successful_retry(home: Path, first: dg.DagsterRun) -> dg.DagsterRun:
@@ -95,11 +120,6 @@ def press_ctrl_c(process: subprocess.Popen[bytes]) -> None:
     assert code == 0
 
 
-def failed_by_ctrl_c(home: Path) -> list[dg.DagsterRun]:
-    failed = runs_of(home, dg.DagsterRunStatus.FAILURE)
-    return [r for r in failed if r.tags.get(FAILURE_REASON) == "UNEXPECTED_TERMINATION"]
-
-
 def killing_everything(home: Path) -> Callable[[subprocess.Popen[bytes]], None]:
     """A stop that SIGKILLs `iot-lake run`'s group and its dagster dev's at once: power lost."""
 
@@ -113,36 +133,30 @@ def killing_everything(home: Path) -> Callable[[subprocess.Popen[bytes]], None]:
     return kill
 
 
-def left_started(home: Path) -> list[dg.DagsterRun]:
-    return runs_of(home, dg.DagsterRunStatus.STARTED)
-
-
 @pytest.mark.slow
 @pytest.mark.integration
-def test_runs_stopped_midway_by_ctrl_c_or_a_kill_are_run_again_after_the_restart(
+def test_runs_stopped_mid_step_by_ctrl_c_or_a_kill_are_run_again_after_the_restart_issue_29(
     tmp_path, process_groups
 ):
     home = tmp_path / ".run" / "dagster"
-    kill_everything = killing_everything(home)
-    # A run is cut short only if the stop comes while it runs: a start whose run finished
-    # first is stopped and started again.
-    cut: dg.DagsterRun | None = None
-    for _ in range(START_ATTEMPTS):
-        process, _ = started(tmp_path, process_groups)
-        if cut := stopped_mid_run(process, home, press_ctrl_c, failed_by_ctrl_c):
-            break
-    assert cut, f"no run was in progress at any of {START_ATTEMPTS} Ctrl-Cs"
+    barrier = tmp_path / "hold-silver-steps"
 
-    killed: dg.DagsterRun | None = None
-    for attempt in range(START_ATTEMPTS):
-        process, _ = started(tmp_path, process_groups)
-        if attempt == 0:  # the same start runs the cut run again, then is killed
-            successful_retry(home, cut)
-        if killed := stopped_mid_run(process, home, kill_everything, left_started):
-            break
-    assert killed, f"no run was in progress at any of {START_ATTEMPTS} kills"
+    barrier.touch()  # from the first run on, every silver step waits
+    process, _ = started(tmp_path, process_groups, barrier)
+    cut = run_now(home, stopped_mid_step(process, home, press_ctrl_c))
+    assert cut.status == dg.DagsterRunStatus.FAILURE, cut
+    assert cut.tags.get(FAILURE_REASON) == "UNEXPECTED_TERMINATION", cut.tags
 
-    process, output = started(tmp_path, process_groups)
+    # The same start runs the cut run again, then holds the next run and is killed.
+    barrier.unlink()
+    process, _ = started(tmp_path, process_groups, barrier)
+    successful_retry(home, cut)
+    barrier.touch()
+    killed = run_now(home, stopped_mid_step(process, home, killing_everything(home)))
+    assert killed.status == dg.DagsterRunStatus.STARTED, killed  # nothing recorded its end
+
+    barrier.unlink()
+    process, output = started(tmp_path, process_groups, barrier)
     try:
         successful_retry(home, killed)
     finally:
