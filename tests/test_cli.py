@@ -1,8 +1,12 @@
-"""Bad command-line input fails fast, with a message naming what is wrong, and exit != 0."""
+"""Bad command-line input fails fast, with a message naming what is wrong, and exit != 0.
+
+"Fast" is behaviour, not speed: the command gives up at the first check that fails, before
+it reads anything, rather than waiting or retrying. Each run is bounded by a deadline (the
+subprocess timeout) only so that a command that hangs fails the test instead of stalling it.
+"""
 
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -10,7 +14,7 @@ from tests.support import free_port
 
 
 def iot_lake(*args, timeout=60):
-    started = time.monotonic()
+    """Run `iot-lake ARGS` to its end: its exit code and stderr."""
     done = subprocess.run(
         [sys.executable, "-m", "iot_lake.cli", *args],
         capture_output=True,
@@ -18,7 +22,7 @@ def iot_lake(*args, timeout=60):
         timeout=timeout,
         check=False,
     )
-    return done.returncode, done.stderr, time.monotonic() - started
+    return done.returncode, done.stderr
 
 
 @pytest.mark.parametrize(
@@ -35,7 +39,7 @@ def iot_lake(*args, timeout=60):
          "endless-simulation"],
 )  # fmt: skip
 def test_bad_input_is_refused_with_the_field_and_expected_form(args, message, tmp_path):
-    code, stderr, _ = (
+    code, stderr = (
         iot_lake(*args, "--lake-root", str(tmp_path / "lake"))
         if args[0] == "consume"
         else iot_lake(*args)
@@ -51,19 +55,20 @@ def test_unwritable_lake_root_fails_fast(tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text("")
     target = "/proc/iot-lake" if _running_as_root() else str(readonly / "lake")
-    code, stderr, seconds = iot_lake("consume", "--source", f"file:{source}", "--lake-root", target)
+    # A followed file never ends: only a check before the first read lets the command exit.
+    followed = f"file:{source}?follow=true"
+    code, stderr = iot_lake("consume", "--source", followed, "--lake-root", target)
     assert code == 2
     assert "cannot be created" in stderr or "not writable" in stderr
-    assert seconds < 20
 
 
 @pytest.mark.integration
 def test_unreachable_broker_fails_fast_naming_it():
     port = free_port()
-    code, stderr, seconds = iot_lake("consume", "--source", f"mqtt://127.0.0.1:{port}")
+    code, stderr = iot_lake("consume", "--source", f"mqtt://127.0.0.1:{port}")
     assert code == 2
-    assert f"127.0.0.1:{port}" in stderr
-    assert seconds < 30
+    # Refused at the connection, not after waiting for a broker reply that cannot come.
+    assert f"127.0.0.1:{port} is unreachable" in stderr
 
 
 def _running_as_root():
@@ -77,7 +82,7 @@ def test_bad_sql_is_refused_with_duckdbs_message_and_exit_2(tmp_path):
     source.write_bytes(b"tenant/t/devices/d/status\t{broken\n")
     lake_root = str(tmp_path / "lake")
     assert iot_lake("consume", "--source", f"file:{source}", "--lake-root", lake_root)[0] == 0
-    code, stderr, _ = iot_lake(
+    code, stderr = iot_lake(
         "sql", "SELECT payload::JSON->>'ts' FROM raw_telemetry", "--lake-root", lake_root
     )
     assert code == 2
