@@ -23,6 +23,7 @@ def _nested(depth: int) -> bytes:
     return b'{"a":' * depth + b"1" + b"}" * depth
 
 
+# fmt: off
 HOSTILE: list[tuple[str, bytes | None, bytes, str | None]] = [
     # Valid messages in unusual but legal forms.
     ("canonical", T, telemetry(b'{"temp":21.5}'), None),
@@ -158,3 +159,4 @@ HOSTILE: list[tuple[str, bytes | None, bytes, str | None]] = [
     ("oversized", T, telemetry(b'{"t":1}', b',"pad":"' + b"x" * 70_000 + b'"'), "oversized"),
     ("oversized garbage", T, b"\x01" * 70_000, "oversized"),
 ]
+# fmt: on
