@@ -25,6 +25,8 @@ and progress goes to stderr.
   each in a process faults in its working set (in the first landing the kernel zeroing
   fresh pages took about 0.35 of 3.2 CPU-s under perf, against 0.02 in the next), which a
   consumer running for weeks pays once.
+- landing_one_bad_line, landing_one_bad_line_cpu: one landing of the same file with one
+  line of invalid UTF-8 in the middle (a broken firmware); compare with `landing`.
 - naive_per_message: one Delta commit per message, the design micro-batching replaces.
 - soak, soak_commits, soak_commit_p95, consumer_peak_rss, consumer_rss_growth: the consumer
   in its own process with 1,000-message batches (1,000 commits at the default volume, so 40
@@ -138,6 +140,22 @@ def generated_messages(count: int, devices: int, seed: int) -> Path:
             out.write(message.frame + b"\n")
     partial.replace(path)
     return path
+
+
+# A telemetry payload that is not UTF-8: its chunk goes through the consumer's slow path.
+INVALID_UTF8_LINE = b"tenant/bench/devices/broken-1/telemetry\t\xff\xfe\xfd\n"
+
+
+def with_one_invalid_utf8_line(path: Path, copy: Path) -> Path:
+    """A copy of the file with one line of invalid UTF-8 in the middle (landing_one_bad_line).
+
+    One device with a broken firmware must not slow the fleet's ingest: only the chunk that
+    holds the line is split and decoded line by line.
+    """
+    data = path.read_bytes()
+    middle = data.index(b"\n", len(data) // 2) + 1
+    copy.write_bytes(data[:middle] + INVALID_UTF8_LINE + data[middle:])
+    return copy
 
 
 def read_frames(path: Path, count: int) -> list[bytes]:
@@ -626,6 +644,10 @@ def bench_file_path(path: Path, work: Path, count: int, profile: bool, pairs: in
     figure("landed_p95", percentile(landed, 0.95) * 1000, "ms")
     figure("limit", median(limit_rates), "msgs/s")
     figure("landing_vs_limit", median(run.ratio for run in runs), "x")
+    with_bad_line = with_one_invalid_utf8_line(path, work / "one-bad-line.jsonl")
+    bad = run_landing(with_bad_line, work / "bad-line-lake", count + 1, limits)
+    figure("landing_one_bad_line", bad.rate, "msgs/s")
+    figure("landing_one_bad_line_cpu", bad.messages / bad.cpu_seconds, "msgs/cpu-s")
     if profile:
         profile_landing(path, work / "profile-lake", limits)
 

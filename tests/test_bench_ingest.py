@@ -21,6 +21,8 @@ FILE_FIGURES = {
     "landed_p95": "ms",
     "limit": "msgs/s",
     "landing_vs_limit": "x",
+    "landing_one_bad_line": "msgs/s",
+    "landing_one_bad_line_cpu": "msgs/cpu-s",
     "naive_per_message": "msgs/s",
     "soak": "msgs/s",
     "soak_commits": "commits",
