@@ -9,10 +9,10 @@ from pydantic import Field
 from assets.automation import after_window_rebuilt
 from assets.metadata import rebuilt_result
 from assets.partitions import event_day_asset
-from iot_lake.baselines import DEFAULT_MIN_SAMPLES
-from iot_lake.catalog import DEVICE_BASELINES, ROLLUP_1H
-from iot_lake.gold import DEFAULT_WINDOW_DAYS, baselines_window, rebuild_gold
-from iot_lake.partitions import EventWindow
+from iot_lake.gold.baselines import DEFAULT_MIN_SAMPLES
+from iot_lake.gold.rebuild import DEFAULT_WINDOW_DAYS, baselines_window, rebuild_gold
+from iot_lake.lake.catalog import DEVICE_BASELINES, ROLLUP_1H
+from iot_lake.lake.partitions import EventWindow
 from resources.lake import LakeResource
 
 

@@ -25,9 +25,9 @@ import polars as pl
 from pydantic import Field
 
 from assets.partitions import event_date_partitions, run_window
-from iot_lake.catalog import ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY, TableSpec
-from iot_lake.partitions import EventWindow
-from iot_lake.quality import (
+from iot_lake.lake.catalog import ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY, TableSpec
+from iot_lake.lake.partitions import EventWindow
+from iot_lake.quality.checks import (
     DEFAULT_MAX_LAG,
     DEFAULT_RANGE_MOSTLY,
     KEYS_NOT_NULL,
@@ -39,7 +39,7 @@ from iot_lake.quality import (
     summarize,
     validate_window,
 )
-from iot_lake.rebuild import markdown_preview
+from iot_lake.silver.rebuild import markdown_preview
 from resources.lake import LakeResource
 
 FRESHNESS = "freshness"

@@ -8,8 +8,8 @@ import dagster as dg
 from assets.metadata import rebuilt_result
 from assets.partitions import event_day_asset, run_window
 from assets.step_barrier import hold_at_step_barrier
-from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY
-from iot_lake.rebuild import rebuild_silver
+from iot_lake.lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY
+from iot_lake.silver.rebuild import rebuild_silver
 from resources.lake import LakeResource
 
 

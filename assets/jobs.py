@@ -8,7 +8,7 @@ from assets.device_events import device_events
 from assets.late_data import late_data_ledger
 from assets.rollups import rollup_1d, rollup_1h, rollup_1m
 from assets.telemetry import telemetry
-from iot_lake.catalog import (
+from iot_lake.lake.catalog import (
     DEVICE_EVENTS,
     LATE_DATA_LEDGER,
     ROLLUP_1D,

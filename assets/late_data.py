@@ -8,9 +8,9 @@ import polars as pl
 
 from assets.metadata import rebuilt_result
 from assets.partitions import event_day_asset, run_window
-from iot_lake.catalog import DEVICE_EVENTS, LATE_DATA_LEDGER, TELEMETRY
-from iot_lake.gold import late_data_window, rebuild_gold
-from iot_lake.late_data import ledger_summary
+from iot_lake.gold.rebuild import late_data_window, rebuild_gold
+from iot_lake.lake.catalog import DEVICE_EVENTS, LATE_DATA_LEDGER, TELEMETRY
+from iot_lake.silver.late_data import ledger_summary
 from resources.lake import LakeResource
 
 

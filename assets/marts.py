@@ -5,7 +5,7 @@ that writes that table, so the marts sit in the same graph as silver and gold: t
 lineage shows in the UI, and their dbt tests show as asset checks. A mart is rebuilt by
 `dbt build` after any partition of a table it reads is rebuilt (late days included).
 
-dbt runs in its own process and is given the lake resource's root (iot_lake/dbt_lake.py
+dbt runs in its own process and is given the lake resource's root (iot_lake/lake/dbt_plugin.py
 takes it from the dbt var `lake_root`), so the marts are built from the graph's own lake.
 """
 
@@ -23,7 +23,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from assets.automation import after_any_parent_partition
-from iot_lake.catalog import table_spec
+from iot_lake.lake.catalog import table_spec
 from iot_lake.settings import absolute_root
 from resources.lake import LakeResource
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from iot_lake.rebuild import Rebuilt, markdown_preview
+from iot_lake.silver.rebuild import Rebuilt, markdown_preview
 
 
 def rebuilt_result(

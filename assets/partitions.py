@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 
 import dagster as dg
 
-from iot_lake.catalog import TableSpec
-from iot_lake.partitions import ONE_DAY, EventWindow
+from iot_lake.lake.catalog import TableSpec
+from iot_lake.lake.partitions import ONE_DAY, EventWindow
 
 EVENT_DATE_START = "2026-11-01"
 

@@ -11,8 +11,8 @@ import dagster as dg
 
 from assets.metadata import rebuilt_result
 from assets.partitions import event_day_asset, run_window
-from iot_lake.catalog import ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY, TableSpec
-from iot_lake.gold import rebuild_rollup
+from iot_lake.gold.rebuild import rebuild_rollup
+from iot_lake.lake.catalog import ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY, TableSpec
 from resources.lake import LakeResource
 
 

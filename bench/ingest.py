@@ -47,7 +47,7 @@ a smoke run. The machine is shared: a `# load` line before and after says how bu
 from __future__ import annotations
 
 # Before polars: landing here runs with polars' allocator set up as in the consumer the CLI
-# starts (iot_lake.allocator); the limit it is compared with runs under the same setting.
+# starts (iot_lake.app.allocator); the limit it is compared with runs under the same setting.
 import iot_lake  # noqa: F401
 
 # isort: split
@@ -78,8 +78,8 @@ import pyarrow.compute as pc
 from deltalake import write_deltalake
 from report import at_least_one, figure, note, own_peak_rss, print_load, run_and_exit
 
-from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.lake import Lake
+from iot_lake.lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.tables import Lake
 from iot_lake.settings import BatchLimits, MqttSettings, load_settings
 from streaming.batch import RawBatch, now_micros
 from streaming.broker import Mosquitto

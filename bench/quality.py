@@ -25,8 +25,8 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from iot_lake.catalog import TELEMETRY
-from iot_lake.metrics import METRICS
+from iot_lake.lake.catalog import TELEMETRY
+from iot_lake.silver.metrics import METRICS
 
 DAY = date(2026, 11, 1)
 
@@ -58,7 +58,7 @@ def main() -> None:
     rows = parser.parse_args().rows
     print(f"# load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     started = time.perf_counter()
-    from iot_lake.expectations import validate_frame  # timed: the import is a figure
+    from iot_lake.quality.expectations import validate_frame  # timed: the import is a figure
 
     print(f"gx_import: {time.perf_counter() - started:.1f} s")
     frame = synthetic_telemetry(rows)

@@ -65,12 +65,12 @@ import psutil
 import pyarrow as pa
 from report import at_least_one, figure, note, own_peak_rss, print_load, run_and_exit
 
-from iot_lake.catalog import DEVICE_EVENTS, ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY
-from iot_lake.gold import ROLLUP_SHARD_ROWS, rollup_shards
-from iot_lake.lake import Lake
-from iot_lake.partitions import EventWindow
-from iot_lake.rebuild import SILVER_DECODERS
+from iot_lake.gold.rebuild import ROLLUP_SHARD_ROWS, rollup_shards
+from iot_lake.lake.catalog import DEVICE_EVENTS, ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY
+from iot_lake.lake.partitions import EventWindow
+from iot_lake.lake.tables import Lake
 from iot_lake.settings import BatchLimits
+from iot_lake.silver.rebuild import SILVER_DECODERS
 from streaming.batch import RawBatch
 from streaming.consumer import ConsumerOptions
 from streaming.landing import LandingWriter, Position

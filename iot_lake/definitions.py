@@ -29,7 +29,7 @@ from assets.late_data import late_data_ledger
 from assets.marts import dbt_marts, dbt_resource
 from assets.rollups import rollup_1d, rollup_1h, rollup_1m
 from assets.telemetry import telemetry
-from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.catalog import RAW_TELEMETRY
 from iot_lake.settings import load_settings
 from resources.lake import LakeResource
 from sensors.automation import automation_condition_sensor

@@ -153,7 +153,7 @@ class Settings:
     # Five missed heartbeats of the simulator's default fleet (one a minute); set it to a few
     # heartbeat periods of the real fleet.
     heartbeat_timeout_s: float = 300.0
-    # Maintenance (iot_lake.maintenance): files replaced by a rewrite stay this long before
+    # Maintenance (iot_lake.lake.maintenance): files replaced by a rewrite stay this long before
     # vacuum deletes them; never below the log retention, so every version the log still
     # holds stays readable (unset: the log retention).
     vacuum_retention_hours: int = 48

@@ -4,7 +4,7 @@ Maintenance produces no table, so it is a job of one op rather than an asset: it
 what it did to each table as an AssetObservation of the table's asset (files before and
 after, bytes vacuumed, Delta versions) and one log line per table. Retention comes from the
 settings (IOT_LAKE_VACUUM_RETENTION_HOURS, IOT_LAKE_RAW_RETENTION_DAYS) where the op runs;
-the logic and its safety argument are in iot_lake.maintenance.
+the logic and its safety argument are in iot_lake.lake.maintenance.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context, config and
@@ -13,8 +13,8 @@ the logic and its safety argument are in iot_lake.maintenance.
 import dagster as dg
 from pydantic import Field
 
-from iot_lake.catalog import table_spec
-from iot_lake.maintenance import MaintenanceReport, RetentionPolicy, maintain_lake
+from iot_lake.lake.catalog import table_spec
+from iot_lake.lake.maintenance import MaintenanceReport, RetentionPolicy, maintain_lake
 from iot_lake.settings import load_settings
 from resources.lake import LakeResource
 
@@ -81,5 +81,5 @@ lake_maintenance_schedule = dg.ScheduleDefinition(
     cron_schedule=MAINTENANCE_CRON,
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Nightly lake maintenance (iot_lake.maintenance) at 03:00 UTC.",
+    description="Nightly lake maintenance (iot_lake.lake.maintenance) at 03:00 UTC.",
 )

@@ -1,7 +1,7 @@
 """raw_landing_sensor: new raw_telemetry commits request the partitions they touch.
 
 The cursor is the last raw Delta version seen. Each tick reads the rows of the commits
-since then (the files their add actions list, see iot_lake.changes), works out which
+since then (the files their add actions list, see iot_lake.lake.changes), works out which
 event days and hours of telemetry and device_events those rows belong to, and requests a
 run per day of those silver tables and of the gold tables built from them (the rollups of
 the same day, `GOLD_AFTER`), in one run so each level reads the one below it freshly
@@ -30,9 +30,9 @@ import polars as pl
 
 from assets.jobs import GOLD_AFTER, event_day_job
 from assets.partitions import EVENT_HOURS_TAG, event_date_partitions, hours_tag, parse_hours
-from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.changes import TableMissing, files_added_since, scan_added
-from iot_lake.silver import event_partitions_touched
+from iot_lake.lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.changes import TableMissing, files_added_since, scan_added
+from iot_lake.silver.decode import event_partitions_touched
 from resources.lake import LakeResource
 
 # What event_partitions_touched needs from raw: identity, kind, ingest time and the payload's

@@ -1,6 +1,6 @@
 """A micro-batch of received messages, held column by column until it is committed.
 
-Messages are checked as they arrive, a source's chunk at a time (iot_lake.intake), into
+Messages are checked as they arrive, a source's chunk at a time (iot_lake.ingest.intake), into
 columns, so building the Arrow table at flush time is one concatenation per column.
 
 Chunks are checked on a small pool of threads (CHECKING_THREADS) while the source reads
@@ -23,8 +23,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.intake import (
+from iot_lake.ingest.intake import (
     IDENTITY_COLUMNS,
     InspectedChunk,
     Payloads,
@@ -32,8 +31,9 @@ from iot_lake.intake import (
     current_registry,
     inspect_chunk,
 )
+from iot_lake.ingest.wire import DEFAULT_IDENTITY, Inspected
+from iot_lake.lake.catalog import RAW_TELEMETRY
 from iot_lake.settings import IdentityRules
-from iot_lake.wire import DEFAULT_IDENTITY, Inspected
 
 _SCHEMA = RAW_TELEMETRY.schema
 _STRING = pa.string()
@@ -119,7 +119,7 @@ class RawBatch:
     ) -> None:
         """Keep many messages, valid or not; they are checked on the checking threads.
 
-        `topics` and `payloads` as iot_lake.intake.inspect_chunk takes them (the batch holds
+        `topics` and `payloads` as iot_lake.ingest.intake.inspect_chunk takes them (the batch holds
         them until checked: the caller must not change them); `ingest_micros` is one time
         for all or one per message; `positions` may come as an Arrow string array;
         `claimed_devices`: per message, the device the transport vouches for besides the

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, timedelta
 
-from iot_lake.lake import Lake
+from iot_lake.lake.tables import Lake
 from iot_lake.settings import Settings
 from streaming.consumer import Consumer, ConsumerOptions
 from streaming.landing import LandingWriter

@@ -7,7 +7,7 @@ import signal
 from dataclasses import replace
 from pathlib import Path
 
-from iot_lake.lake import Lake
+from iot_lake.lake.tables import Lake
 from iot_lake.settings import Settings
 from streaming.broker import Mosquitto
 from streaming.consumer import Consumer, ConsumerOptions

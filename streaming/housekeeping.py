@@ -3,7 +3,7 @@
 Every commit adds a file per touched ingest_date partition; a consumer flushing every two
 seconds adds ~43,000 files a day. A Delta log checkpoint and every reader's table load grow
 with the number of live files (delta-rs #2628 saw ~7 GiB at checkpoints), and so did each
-commit until the landing writer stopped using `write_deltalake` (iot_lake.appends: 14 ->
+commit until the landing writer stopped using `write_deltalake` (iot_lake.lake.appends: 14 ->
 106 ms over 800 files before, 17-48 ms after). Yesterday's partition receives no more
 appends once the day has turned, so the consumer compacts it into a few large files; the
 checkpoint then holds a few file actions per day instead of tens of thousands. Today's
@@ -22,8 +22,8 @@ from datetime import date
 
 from deltalake import DeltaTable
 
-from iot_lake import compaction
-from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.lake import compaction
+from iot_lake.lake.catalog import RAW_TELEMETRY
 
 # Files the consumer's compaction writes, and leaves alone once written: a pass rewrites
 # only the files below half this size, so its memory does not grow with the day. With
@@ -42,7 +42,7 @@ def compact_partition(table: DeltaTable, storage_options: Mapping[str, str], day
     """Merge the small files of one ingest_date partition; whether a compaction was committed.
 
     Several consumers may compact the same partition at once: the first to commit wins,
-    the others find its files gone and drop their own (iot_lake.compaction), so this
+    the others find its files gone and drop their own (iot_lake.lake.compaction), so this
     never fails a batch and never doubles a row.
     """
     table.update_incremental()

@@ -20,11 +20,11 @@ from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction
 
-from iot_lake.appends import write_files
-from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.delta_files import delete_files, output_filesystem
 from iot_lake.errors import CheckpointError
-from iot_lake.lake import Lake
+from iot_lake.lake.appends import write_files
+from iot_lake.lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.delta_files import delete_files, output_filesystem
+from iot_lake.lake.tables import Lake
 from streaming.batch import RawBatch
 
 T = TypeVar("T")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from iot_lake.lake import Lake
+from iot_lake.lake.tables import Lake
 from streaming.simulator.fleet import FaultRates, FleetSpec, SimMessage
 from streaming.simulator.publish import write_frames
 

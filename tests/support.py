@@ -15,9 +15,9 @@ from typing import TypeVar
 
 import pyarrow as pa
 
-from iot_lake import compaction
-from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.lake import Lake
+from iot_lake.lake import compaction
+from iot_lake.lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.tables import Lake
 from streaming.batch import RawBatch
 from streaming.simulator.fleet import SimMessage
 

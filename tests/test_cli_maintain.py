@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.cli import main
-from iot_lake.lake import Lake
+from iot_lake.app.cli import main
+from iot_lake.lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.tables import Lake
 
 
 def land_small_commits(lake: Lake, day: date, commits: int) -> None:

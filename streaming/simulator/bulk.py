@@ -20,7 +20,7 @@ import numpy.typing as npt
 import orjson
 import polars as pl
 
-from iot_lake.wire import topic_for
+from iot_lake.ingest.wire import topic_for
 from streaming.simulator.devices import Device, DeviceType
 from streaming.simulator.fleet import FaultRates, Fleet, FleetSpec
 

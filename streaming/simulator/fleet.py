@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from iot_lake.wire import ErrorCode, topic_for
+from iot_lake.ingest.wire import ErrorCode, topic_for
 from streaming.simulator.devices import DEVICE_TYPES, REGIONS, TENANTS, Device
 
 

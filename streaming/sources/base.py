@@ -15,7 +15,7 @@ def split_frame(frame: bytes) -> tuple[bytes | None, bytes]:
 
     A frame without a tab has no topic: it is kept whole as the payload and the consumer
     records it as `invalid_topic`. The topic stays bytes: the checks decode it, and keep
-    one that is not UTF-8 rather than replace its bytes (iot_lake.wire.decode_topic).
+    one that is not UTF-8 rather than replace its bytes (iot_lake.ingest.wire.decode_topic).
     """
     topic, separator, payload = frame.partition(FRAME_SEPARATOR)
     if not separator:

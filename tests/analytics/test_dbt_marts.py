@@ -2,7 +2,7 @@
 
 Two simulated days of 20 devices (the Dagster tests' fleet) are landed, decoded and rolled
 up with the same functions the assets run; `dbt build` then runs in its own process,
-reading the lake through the catalog plugin (iot_lake/dbt_lake.py), and every mart row is
+reading the lake through the catalog plugin (iot_lake/lake/dbt_plugin.py), and every mart row is
 compared with the same figure computed straight from silver with polars.
 """
 
@@ -31,7 +31,10 @@ from assets.marts import (
     dbt_marts,
     ensure_manifest,
 )
-from iot_lake.catalog import (
+from iot_lake.definitions import resources_with_lake
+from iot_lake.gold.rebuild import rebuild_rollup
+from iot_lake.ingest.wire import topic_for
+from iot_lake.lake.catalog import (
     CATALOG,
     DEVICE_EVENTS,
     DEVICE_REGISTRY,
@@ -40,14 +43,11 @@ from iot_lake.catalog import (
     ROLLUP_1M,
     TELEMETRY,
 )
-from iot_lake.dbt_lake import Plugin
-from iot_lake.definitions import resources_with_lake
-from iot_lake.gold import rebuild_rollup
-from iot_lake.lake import Lake
-from iot_lake.partitions import EventWindow
-from iot_lake.rebuild import SilverRules, rebuild_silver
-from iot_lake.shadow_update import update_shadow_table
-from iot_lake.wire import topic_for
+from iot_lake.lake.dbt_plugin import Plugin
+from iot_lake.lake.partitions import EventWindow
+from iot_lake.lake.tables import Lake
+from iot_lake.silver.rebuild import SilverRules, rebuild_silver
+from iot_lake.state.shadow_update import update_shadow_table
 from resources.lake import LakeResource
 from streaming.simulator.fleet import SimMessage
 from tests.dagster.conftest import land, micros, simulated_days

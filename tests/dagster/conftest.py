@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from iot_lake.definitions import defs, resources_with_lake
-from iot_lake.lake import Lake
-from iot_lake.wire import topic_for
+from iot_lake.ingest.wire import topic_for
+from iot_lake.lake.tables import Lake
 from resources.lake import LakeResource
 from streaming.batch import RawBatch
 from streaming.landing import LandingWriter, Position

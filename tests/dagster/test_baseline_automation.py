@@ -18,10 +18,10 @@ from assets.baselines import device_baselines
 from assets.partitions import event_date_partitions
 from assets.rollups import rollup_1d, rollup_1h, rollup_1m
 from assets.telemetry import telemetry
-from iot_lake.baselines import device_baselines as compute_baselines
-from iot_lake.catalog import DEVICE_BASELINES, RAW_TELEMETRY, ROLLUP_1H
 from iot_lake.definitions import defs
-from iot_lake.gold import DEFAULT_WINDOW_DAYS
+from iot_lake.gold.baselines import device_baselines as compute_baselines
+from iot_lake.gold.rebuild import DEFAULT_WINDOW_DAYS
+from iot_lake.lake.catalog import DEVICE_BASELINES, RAW_TELEMETRY, ROLLUP_1H
 from sensors.raw_landing import raw_landing_sensor
 from tests.dagster.conftest import (
     DAY_1,
@@ -32,7 +32,7 @@ from tests.dagster.conftest import (
     run_sensor_request,
 )
 from tests.dagster.test_gold_assets import materialize, rows
-from tests.iot_lake.test_rollups import assert_within_rounding
+from tests.iot_lake.gold.test_rollups import assert_within_rounding
 
 BASELINES = dg.AssetKey(DEVICE_BASELINES.name)
 LATE_DEVICE = pl.col("device_id") == "env-late-1"

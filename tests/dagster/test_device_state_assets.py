@@ -13,9 +13,9 @@ from polars.testing import assert_frame_equal
 from assets.device_events import device_events
 from assets.device_state import device_registry, device_state
 from assets.telemetry import telemetry
-from iot_lake.catalog import DEVICE_EVENTS, DEVICE_REGISTRY, DEVICE_STATE, TELEMETRY, TableSpec
-from iot_lake.lake import Lake
-from iot_lake.shadow_update import SOURCE_VERSIONS_KEY
+from iot_lake.lake.catalog import DEVICE_EVENTS, DEVICE_REGISTRY, DEVICE_STATE, TELEMETRY, TableSpec
+from iot_lake.lake.tables import Lake
+from iot_lake.state.shadow_update import SOURCE_VERSIONS_KEY
 from tests.dagster.conftest import DAY_1, DAY_3, definitions_for, land, late_readings
 
 SILVER = [telemetry, device_events]

@@ -19,7 +19,8 @@ from assets.late_data import late_data_ledger
 from assets.partitions import EVENT_HOURS_TAG
 from assets.rollups import rollup_1d, rollup_1h, rollup_1m
 from assets.telemetry import telemetry
-from iot_lake.catalog import (
+from iot_lake.gold.rollups import mean_and_stddev
+from iot_lake.lake.catalog import (
     DEVICE_BASELINES,
     LATE_DATA_LEDGER,
     RAW_TELEMETRY,
@@ -29,8 +30,7 @@ from iot_lake.catalog import (
     TELEMETRY,
     TableSpec,
 )
-from iot_lake.lake import Lake
-from iot_lake.rollups import mean_and_stddev
+from iot_lake.lake.tables import Lake
 from resources.lake import LakeResource
 from sensors.raw_landing import raw_landing_sensor
 from tests.dagster.conftest import (
@@ -43,7 +43,7 @@ from tests.dagster.conftest import (
     run_sensor_request,
     simulated_days,
 )
-from tests.iot_lake.test_rollups import assert_within_rounding
+from tests.iot_lake.gold.test_rollups import assert_within_rounding
 
 GOLD = [rollup_1m, rollup_1h, rollup_1d, device_baselines]
 ROLLUPS = [ROLLUP_1M, ROLLUP_1H, ROLLUP_1D]

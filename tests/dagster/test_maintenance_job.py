@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import pyarrow as pa
 
-from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.definitions import defs
-from iot_lake.lake import Lake
+from iot_lake.lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.tables import Lake
 from sensors.maintenance import lake_maintenance_job, lake_maintenance_schedule
 from tests.dagster.conftest import DAY_2, land, late_readings
 

@@ -11,11 +11,11 @@ import polars as pl
 from assets.checks import FRESHNESS, rollup_1m_quality, telemetry_freshness, telemetry_quality
 from assets.rollups import rollup_1m
 from assets.telemetry import telemetry
-from iot_lake.catalog import ROLLUP_1M, TELEMETRY
 from iot_lake.definitions import defs, resources_with_lake
-from iot_lake.metrics import metric_ranges
-from iot_lake.quality import KEYS_UNIQUE, VALUES_IN_RANGE
-from iot_lake.wire import topic_for
+from iot_lake.ingest.wire import topic_for
+from iot_lake.lake.catalog import ROLLUP_1M, TELEMETRY
+from iot_lake.quality.checks import KEYS_UNIQUE, VALUES_IN_RANGE
+from iot_lake.silver.metrics import metric_ranges
 from streaming.simulator.fleet import SimMessage
 from tests.dagster.conftest import DAY_1, land, micros
 

@@ -10,10 +10,10 @@ import pytest
 
 from assets.jobs import GOLD_AFTER
 from assets.partitions import EVENT_HOURS_TAG, parse_hours
-from iot_lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY
-from iot_lake.lake import Lake
+from iot_lake.lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY
+from iot_lake.lake.tables import Lake
 from iot_lake.settings import Settings
-from iot_lake.silver import decode_device_events, decode_telemetry
+from iot_lake.silver.decode import decode_device_events, decode_telemetry
 from resources.lake import LakeResource
 from sensors.raw_landing import raw_landing_sensor
 from tests.dagster.conftest import definitions_for, land, simulated_days

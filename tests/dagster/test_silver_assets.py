@@ -12,10 +12,16 @@ from polars.testing import assert_frame_equal
 from assets.device_events import device_events
 from assets.jobs import GOLD_AFTER
 from assets.telemetry import telemetry
-from iot_lake.catalog import DEVICE_EVENTS, LATE_DATA_LEDGER, RAW_TELEMETRY, TELEMETRY, TableSpec
-from iot_lake.lake import Lake
+from iot_lake.lake.catalog import (
+    DEVICE_EVENTS,
+    LATE_DATA_LEDGER,
+    RAW_TELEMETRY,
+    TELEMETRY,
+    TableSpec,
+)
+from iot_lake.lake.tables import Lake
 from iot_lake.settings import Settings
-from iot_lake.silver import decode_device_events, decode_telemetry
+from iot_lake.silver.decode import decode_device_events, decode_telemetry
 from sensors.raw_landing import raw_landing_sensor
 from tests.dagster.conftest import DAY_1, DAY_3, land, late_readings, run_sensor_request
 
@@ -46,7 +52,7 @@ def table_rows(lake: Lake, spec: TableSpec, day: date | None = None) -> pl.DataF
 
 
 def decoded(lake: Lake, spec: TableSpec, day: date) -> pl.DataFrame:
-    """What iot_lake.silver makes of every raw row, restricted to one event day."""
+    """What iot_lake.silver.decode makes of every raw row, restricted to one event day."""
     rows = DECODERS[spec.name](lake.read(RAW_TELEMETRY), SKEW, max_lateness=LATENESS)
     return rows.filter(pl.col("event_date") == day).sort(*spec.key_columns)
 

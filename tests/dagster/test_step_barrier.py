@@ -15,7 +15,7 @@ from polars.testing import assert_frame_equal
 
 from assets.step_barrier import HELD_MESSAGE, STEP_BARRIER_ENV
 from assets.telemetry import telemetry
-from iot_lake.catalog import TELEMETRY
+from iot_lake.lake.catalog import TELEMETRY
 from tests.dagster.test_silver_assets import decoded, materialize, table_rows
 from tests.support import wait_until
 

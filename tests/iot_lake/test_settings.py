@@ -1,8 +1,8 @@
 import pytest
 
-from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.errors import InvalidInput
-from iot_lake.lake import Lake
+from iot_lake.lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.tables import Lake
 from iot_lake.settings import Settings, load_settings
 
 

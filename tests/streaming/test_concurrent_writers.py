@@ -3,7 +3,7 @@
 import threading
 from collections import Counter
 
-from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.catalog import RAW_TELEMETRY
 from iot_lake.settings import BatchLimits
 from streaming.consumer import Consumer, ConsumerOptions
 from streaming.landing import POSITIONS_KEY, LandingWriter

@@ -3,7 +3,7 @@ from collections import Counter
 import polars as pl
 import pytest
 
-from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.catalog import RAW_TELEMETRY
 from iot_lake.settings import BatchLimits
 from streaming.consumer import Consumer, ConsumerOptions
 from streaming.landing import LandingWriter

@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from iot_lake.catalog import RAW_TELEMETRY
 from iot_lake.errors import CheckpointError
+from iot_lake.lake.catalog import RAW_TELEMETRY
 from iot_lake.settings import Settings
 from streaming.batch import RawBatch, now_micros
 from streaming.housekeeping import compact_partition

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import textwrap
 
-from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.catalog import RAW_TELEMETRY
 from streaming.simulator.fleet import Fleet
 from tests.conftest import framed_file
 
@@ -14,7 +14,7 @@ CONSUME_AND_REPORT = textwrap.dedent(
     """
     import atexit, sys
     atexit.register(lambda: print("pandas imported:", "pandas" in sys.modules))
-    from iot_lake.cli import main
+    from iot_lake.app.cli import main
     sys.exit(main(sys.argv[1:]))
     """
 )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import polars as pl
 import pytest
 
-from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.catalog import RAW_TELEMETRY
 from iot_lake.settings import BatchLimits
 from streaming.batch import RawBatch
 from streaming.consumer import Consumer, ConsumerOptions

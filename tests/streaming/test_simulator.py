@@ -2,7 +2,7 @@ from collections import Counter
 
 import orjson
 
-from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.catalog import RAW_TELEMETRY
 from streaming.consumer import Consumer, ConsumerOptions
 from streaming.landing import LandingWriter
 from streaming.simulator.fleet import Fleet, FleetSpec

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from iot_lake.dagster_ui import live_group_members
+from iot_lake.app.dagster_ui import live_group_members
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

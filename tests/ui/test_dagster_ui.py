@@ -1,7 +1,7 @@
 """The Dagster UI of `iot-lake run` in headless Chromium: the graph, and a run nobody clicked.
 
 Raw data lands in a temporary lake; `dagster dev` starts on it as `iot-lake run` starts it
-(iot_lake.dagster_ui.DagsterDev). Its daemon's raw_landing_sensor must launch a run for the
+(iot_lake.app.dagster_ui.DagsterDev). Its daemon's raw_landing_sensor must launch a run for the
 landed day with no click and that run must succeed; then the browser must show the asset
 graph and the run, and on the way out no process of the group may be left.
 """
@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from iot_lake.dagster_ui import (
+from iot_lake.app.dagster_ui import (
     CODE_LOCATION_MODULE,
     DagsterDev,
     lake_environment,
     live_group_members,
 )
-from iot_lake.lake import Lake
+from iot_lake.lake.tables import Lake
 from iot_lake.settings import Settings
 from tests.dagster.conftest import land, simulated_days
 from tests.support import free_port, wait_until

@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.dagster_ui import GROUP_NAME, live_group_members
-from iot_lake.lake import Lake
+from iot_lake.app.dagster_ui import GROUP_NAME, live_group_members
+from iot_lake.lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.tables import Lake
 from tests.support import free_port, wait_until
 from tests.ui.commands import ctrl_c, start_run, wait_for_ui
 

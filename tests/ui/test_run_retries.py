@@ -2,9 +2,9 @@
 
 raw_landing_sensor's cursor is past the raw commits such a run was to rebuild: unless it
 is run again, its hours stay stale. Ctrl-C cuts a run short as an unexpected termination,
-which Dagster's run retries pick up (iot_lake/dagster_ui.py). Power lost, or SIGKILL to
+which Dagster's run retries pick up (iot_lake/app/dagster_ui.py). Power lost, or SIGKILL to
 every process, records no end at all: left STARTED, the run would also hold the instance's
-only run slot for good, so no run would follow it (iot_lake/interrupted_runs.py).
+only run slot for good, so no run would follow it (iot_lake/app/interrupted_runs.py).
 
 The test makes the run it stops: `iot-lake run` gets IOT_LAKE_STEP_BARRIER, and while the
 barrier file exists every silver step waits at its start (assets/step_barrier.py). The
@@ -25,7 +25,7 @@ import pytest
 
 from assets.partitions import EVENT_HOURS_TAG
 from assets.step_barrier import HELD_MESSAGE, STEP_BARRIER_ENV
-from iot_lake.dagster_ui import GROUP_NAME, live_group_members
+from iot_lake.app.dagster_ui import GROUP_NAME, live_group_members
 from tests.support import free_port, wait_until
 from tests.ui.commands import STOP_BOUND_S, ctrl_c, start_run, wait_for_ui
 

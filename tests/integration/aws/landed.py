@@ -7,8 +7,8 @@ from collections.abc import Iterable
 
 import polars as pl
 
-from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.lake import Lake
+from iot_lake.lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.tables import Lake
 from streaming.simulator.fleet import Fleet, FleetSpec, SimMessage
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.lake import Lake
+from iot_lake.lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.tables import Lake
 from streaming.simulator.kinesis_publisher import create_stream, put_messages
 from tests.integration.aws.conftest import REGION, REPO_ROOT, MotoServer
 from tests.integration.aws.landed import assert_exactly_once, fleet_messages
@@ -32,7 +32,7 @@ def _start_consumer(moto: MotoServer, stream: str, lake: Lake, log: Path, *extra
     with log.open("ab") as stderr:
         return subprocess.Popen(
             [
-                sys.executable, "-m", "iot_lake.cli", "consume", "--source", source,
+                sys.executable, "-m", "iot_lake.app.cli", "consume", "--source", source,
                 "--lake-root", lake.root, "--consumer-id", "crashy",
                 "--max-records", "50", "--max-age-s", "0.2", "--stats-interval-s", "3600",
                 *extra,

@@ -14,16 +14,16 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from iot_lake.lake import Lake
+from iot_lake.ingest.wire import NOT_UTF8_TOPIC_PREFIX
+from iot_lake.lake.tables import Lake
 from iot_lake.settings import BatchLimits
-from iot_lake.wire import NOT_UTF8_TOPIC_PREFIX
 from streaming.consumer import Consumer, ConsumerOptions
 from streaming.landing import LandingWriter
 from streaming.simulator.kinesis_publisher import create_stream
 from streaming.sources.kinesis import KinesisSource
 from tests.integration.aws.conftest import REGION, MotoServer
 from tests.integration.aws.landed import raw
-from tests.iot_lake.test_hostile_input import payloads, topics
+from tests.iot_lake.ingest.test_hostile_input import payloads, topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

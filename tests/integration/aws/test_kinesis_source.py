@@ -11,10 +11,10 @@ import orjson
 import polars as pl
 import pytest
 
-from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.lake import Lake
+from iot_lake.ingest.wire import ErrorCode, topic_for
+from iot_lake.lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.tables import Lake
 from iot_lake.settings import BatchLimits
-from iot_lake.wire import ErrorCode, topic_for
 from streaming.consumer import Consumer, ConsumerOptions
 from streaming.landing import LandingWriter
 from streaming.simulator.fleet import SimMessage

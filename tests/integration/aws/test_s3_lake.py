@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.lake import Lake
+from iot_lake.lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.tables import Lake
 from streaming.batch import RawBatch
 from streaming.landing import POSITIONS_KEY, LandingWriter, Position
 from streaming.simulator.kinesis_publisher import create_stream, put_messages
@@ -119,7 +119,7 @@ def _start_consumer(
     with log.open("wb") as output:
         return subprocess.Popen(
             [
-                sys.executable, "-m", "iot_lake.cli", "consume", "--source", source,
+                sys.executable, "-m", "iot_lake.app.cli", "consume", "--source", source,
                 "--lake-root", lake.root, "--consumer-id", name,
                 "--max-records", "50", "--max-age-s", "0.2", "--stop-when-idle-s", "2",
                 "--stats-interval-s", "3600",

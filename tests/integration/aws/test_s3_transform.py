@@ -1,7 +1,7 @@
 """Silver rebuilt on an `s3://` lake served by moto: the readers take the lake's storage options.
 
 Derived tables and the sensor read Delta files with polars' own Parquet reader
-(`Lake.read_where`, `iot_lake.changes.read_added`), which reaches S3 by its own client, not
+(`Lake.read_where`, `iot_lake.lake.changes.read_added`), which reaches S3 by its own client, not
 delta-rs': it must get the endpoint, region and credentials the settings give delta-rs.
 """
 
@@ -12,12 +12,12 @@ from datetime import date, timedelta
 import pytest
 from polars.testing import assert_frame_equal
 
-from iot_lake.catalog import RAW_TELEMETRY, TELEMETRY
-from iot_lake.changes import files_added_since, read_added
-from iot_lake.lake import Lake
-from iot_lake.partitions import EventWindow
-from iot_lake.rebuild import SilverRules, rebuild_silver
-from iot_lake.silver import decode_telemetry
+from iot_lake.lake.catalog import RAW_TELEMETRY, TELEMETRY
+from iot_lake.lake.changes import files_added_since, read_added
+from iot_lake.lake.partitions import EventWindow
+from iot_lake.lake.tables import Lake
+from iot_lake.silver.decode import decode_telemetry
+from iot_lake.silver.rebuild import SilverRules, rebuild_silver
 from streaming.simulator.fleet import Fleet, FleetSpec
 from tests.integration.aws.conftest import MotoServer
 from tests.support import land_messages

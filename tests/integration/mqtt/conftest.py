@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.lake import Lake
+from iot_lake.lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.tables import Lake
 from iot_lake.settings import BatchLimits, MqttSettings
 from streaming.broker import Mosquitto
 from streaming.consumer import Consumer, ConsumerOptions

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from iot_lake.lake import Lake
+from iot_lake.lake.tables import Lake
 from iot_lake.settings import BatchLimits, MqttSettings
 from streaming.consumer import Consumer, ConsumerOptions
 from streaming.landing import LandingWriter

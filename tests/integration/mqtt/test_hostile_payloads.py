@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from paho.mqtt.client import Client
 from paho.mqtt.enums import CallbackAPIVersion
 
-from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.catalog import RAW_TELEMETRY
 from tests.integration.mqtt.conftest import RunningConsumer
-from tests.iot_lake.test_hostile_input import payloads
+from tests.iot_lake.ingest.test_hostile_input import payloads
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

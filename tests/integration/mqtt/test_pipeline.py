@@ -8,9 +8,9 @@ from collections import Counter
 import orjson
 import pytest
 
-from iot_lake.catalog import RAW_TELEMETRY
+from iot_lake.ingest.wire import ErrorCode
+from iot_lake.lake.catalog import RAW_TELEMETRY
 from iot_lake.settings import MQTT_PROTOCOLS, MqttSettings
-from iot_lake.wire import ErrorCode
 from streaming.landing import LandingWriter
 from streaming.simulator.fleet import FaultRates, Fleet, FleetSpec, SimMessage
 from streaming.simulator.mqtt_publisher import publish, publish_last_will, publish_paced

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from iot_lake.catalog import RAW_TELEMETRY
-from iot_lake.lake import Lake
+from iot_lake.lake.catalog import RAW_TELEMETRY
+from iot_lake.lake.tables import Lake
 from streaming.landing import LandingWriter
 from streaming.simulator.fleet import Fleet, FleetSpec
 from streaming.simulator.mqtt_publisher import publish

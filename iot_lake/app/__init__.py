@@ -1,0 +1,1 @@
+"""Process entry points: the `iot-lake` command, the Dagster UI runner, SQL over every stage."""

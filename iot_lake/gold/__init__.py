@@ -1,0 +1,1 @@
+"""Gold: mergeable rollups and per-device baselines, rebuilt from the level below."""

@@ -1,0 +1,1 @@
+"""Intake: the device wire format and the checks every received message goes through."""

@@ -1,0 +1,1 @@
+"""The lake: table catalog, Delta table I/O and commits, retention and maintenance."""

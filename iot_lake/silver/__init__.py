@@ -1,0 +1,1 @@
+"""Silver: raw rows decoded, deduplicated and placed in event time, a window at a time."""

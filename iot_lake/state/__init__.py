@@ -1,0 +1,1 @@
+"""Device state: the reported shadow (registry and state) and connectivity."""
