@@ -24,6 +24,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from assets.metadata import markdown_preview
 from assets.partitions import event_date_partitions, run_window
 from iot_lake.lake.catalog import ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY, TableSpec
 from iot_lake.lake.partitions import EventWindow
@@ -39,7 +40,6 @@ from iot_lake.quality.checks import (
     summarize,
     validate_window,
 )
-from iot_lake.silver.rebuild import markdown_preview
 from resources.lake import LakeResource
 
 FRESHNESS = "freshness"

@@ -8,8 +8,8 @@ import json
 import dagster as dg
 
 from assets.automation import after_any_parent_partition
+from assets.metadata import markdown_preview
 from iot_lake.lake.catalog import DEVICE_EVENTS, DEVICE_REGISTRY, DEVICE_STATE, TELEMETRY, TableSpec
-from iot_lake.silver.rebuild import markdown_preview
 from iot_lake.state.shadow_update import ShadowUpdate, update_shadow_table
 from resources.lake import LakeResource
 

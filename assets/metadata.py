@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import dagster as dg
+import polars as pl
 
-from iot_lake.silver.rebuild import Rebuilt, markdown_preview
+from iot_lake.lake.overwrites import Rebuilt
 
 
 def rebuilt_result(
@@ -32,3 +33,16 @@ def rebuilt_result(
             **(extra or {}),
         }
     )
+
+
+def markdown_preview(frame: pl.DataFrame) -> str:
+    """A frame as a GitHub-flavoured markdown table: Dagster's metadata panel renders markdown."""
+    with pl.Config(
+        tbl_formatting="MARKDOWN",
+        tbl_hide_column_data_types=True,
+        tbl_hide_dataframe_shape=True,
+        tbl_cols=-1,
+        tbl_rows=-1,
+        fmt_str_lengths=40,
+    ):
+        return str(frame)

@@ -9,7 +9,7 @@ import dagster as dg
 
 from iot_lake.lake.tables import Lake
 from iot_lake.settings import Settings, storage_options_from_env
-from iot_lake.silver.rebuild import SilverRules
+from iot_lake.silver.rules import SilverRules
 
 
 class LakeResource(dg.ConfigurableResource):

@@ -14,7 +14,8 @@ import dagster as dg
 from pydantic import Field
 
 from iot_lake.lake.catalog import table_spec
-from iot_lake.lake.maintenance import MaintenanceReport, RetentionPolicy, maintain_lake
+from iot_lake.lake.maintenance import MaintenanceReport, maintain_lake
+from iot_lake.lake.retention import RetentionPolicy
 from iot_lake.settings import load_settings
 from resources.lake import LakeResource
 

@@ -242,7 +242,8 @@ def _tables(args: argparse.Namespace) -> int:
 
 def _maintain(args: argparse.Namespace) -> int:
     from iot_lake.lake.catalog import CATALOG
-    from iot_lake.lake.maintenance import RetentionPolicy, maintain_lake
+    from iot_lake.lake.maintenance import maintain_lake
+    from iot_lake.lake.retention import RetentionPolicy
 
     unknown = [name for name in args.table or () if name not in CATALOG]
     if unknown:

@@ -31,49 +31,21 @@ from iot_lake.gold.rollups import (
     rollup_up,
 )
 from iot_lake.lake.catalog import (
-    DEVICE_BASELINES,
     DEVICE_EVENTS,
-    LATE_DATA_LEDGER,
     ROLLUP_1D,
     ROLLUP_1H,
     ROLLUP_1M,
     TELEMETRY,
     TableSpec,
 )
+from iot_lake.lake.overwrites import Rebuilt, overwrite_in_shards
 from iot_lake.lake.partitions import EventWindow
 from iot_lake.lake.shards import in_device_shards
 from iot_lake.lake.tables import Lake
+from iot_lake.lake.windows import DATE_COLUMN, read_window, window_partitions
 from iot_lake.silver.late_data import late_data_ledger
-from iot_lake.silver.rebuild import Rebuilt, overwrite_in_shards
-
-# The partition column of each table a gold level reads or writes (all are event days).
-DATE_COLUMN = {
-    TELEMETRY.name: "event_date",
-    ROLLUP_1M.name: "bucket_date",
-    ROLLUP_1H.name: "bucket_date",
-    ROLLUP_1D.name: "bucket_date",
-    DEVICE_BASELINES.name: "as_of_date",
-    DEVICE_EVENTS.name: "event_date",
-    LATE_DATA_LEDGER.name: "event_date",
-}
-
 
 DEFAULT_WINDOW_DAYS = 7
-
-
-def read_window(lake: Lake, spec: TableSpec, window: EventWindow) -> pl.LazyFrame:
-    """The rows of a table's partitions in the window (days, and hours); no other file is read."""
-    column = DATE_COLUMN[spec.name]
-    rows = window.contains(column, spec.hour_column)
-    return lake.read_where(spec, _window_partitions(spec, window)).filter(rows)
-
-
-def _window_partitions(
-    spec: TableSpec, window: EventWindow
-) -> list[tuple[str, str, str | list[str]]]:
-    """Delta partition filters covering the window: days, and hours where partitioned by hour."""
-    by_hour = spec.hour_column if spec.hour_column in spec.partition_by else None
-    return window.partition_filters(DATE_COLUMN[spec.name], by_hour)
 
 
 def baselines_window(
@@ -166,7 +138,7 @@ def rollup_shards(
     step = _ROLLUP_STEPS[spec.name]
     dataset = lake.dataset(
         step.source,
-        _window_partitions(step.source, window),
+        window_partitions(step.source, window),
         dictionary_columns=step.dictionary_columns,
     )
     columns = list(step.columns)

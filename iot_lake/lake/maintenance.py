@@ -31,11 +31,10 @@ compacting the same partition at the same moment wins or loses it whole.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import TypeVar
 
 import pyarrow as pa
@@ -44,8 +43,12 @@ from deltalake.exceptions import CommitFailedError
 
 from iot_lake.lake import compaction
 from iot_lake.lake.catalog import CATALOG, RAW_TELEMETRY, TableSpec
+from iot_lake.lake.retention import (
+    RetentionPolicy,
+    effective_vacuum_retention_hours,
+    first_retained_raw_day,
+)
 from iot_lake.lake.tables import Lake
-from iot_lake.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,28 +66,7 @@ TARGET_FILE_BYTES = 128 * 1024 * 1024
 # closed day is compacted once.
 # Conflicting maintenance commits are retried this many times, after re-reading the table.
 MAX_ATTEMPTS = 5
-# Delta's default log retention when a table does not set delta.logRetentionDuration.
-DELTA_DEFAULT_LOG_RETENTION_HOURS = 30 * 24
-_INTERVAL = re.compile(r"^\s*interval\s+(\d+)\s+(second|minute|hour|day|week)s?\s*$", re.I)
-_UNIT_HOURS = {"second": 1 / 3600, "minute": 1 / 60, "hour": 1, "day": 24, "week": 168}
 _WHOLE_TABLE = "(whole table)"
-
-
-@dataclass(frozen=True)
-class RetentionPolicy:
-    """How long tombstoned files and raw partitions are kept.
-
-    `raw_retention_days` None keeps raw forever; N deletes ingest_date partitions older
-    than N days before today (today and the N days before it stay).
-    """
-
-    vacuum_retention_hours: int = 48
-    raw_retention_days: int | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RetentionPolicy:
-        """The policy of IOT_LAKE_VACUUM_RETENTION_HOURS and IOT_LAKE_RAW_RETENTION_DAYS."""
-        return cls(settings.vacuum_retention_hours, settings.raw_retention_days)
 
 
 @dataclass(frozen=True)
@@ -221,11 +203,6 @@ def compact_closed_partitions(
     return chosen
 
 
-def first_retained_raw_day(today: date, keep_days: int) -> date:
-    """The oldest ingest_date partition of raw that a retention of `keep_days` keeps."""
-    return today - timedelta(days=keep_days)
-
-
 def expire_raw_partitions(
     table: DeltaTable, today: date, keep_days: int, *, dry_run: bool
 ) -> list[str]:
@@ -249,24 +226,6 @@ def expire_raw_partitions(
             table, "raw retention", lambda: table.delete(f"ingest_date < DATE '{cutoff}'")
         )
     return days
-
-
-def effective_vacuum_retention_hours(table: DeltaTable, configured_hours: int) -> int:
-    """The configured retention, raised to the table's log retention when that is longer.
-
-    Tombstones younger than the log retention may belong to versions a reader can still
-    load from the log; keeping them keeps every such version readable. A table that sets
-    `delta.deletedFileRetentionDuration` longer than both is respected too.
-    """
-    configuration = table.metadata().configuration
-    floors = [
-        configured_hours,
-        _interval_hours(
-            configuration.get("delta.logRetentionDuration"), DELTA_DEFAULT_LOG_RETENTION_HOURS
-        ),
-        _interval_hours(configuration.get("delta.deletedFileRetentionDuration"), 0),
-    ]
-    return max(floors)
 
 
 def vacuum(table: DeltaTable, retention_hours: int, *, dry_run: bool) -> tuple[int, int]:
@@ -328,14 +287,3 @@ def _partition_values(table: DeltaTable, column: str, actions: pa.Table | None =
 
 def _file_count(table: DeltaTable) -> int:
     return pa.table(table.get_add_actions(flatten=False)).num_rows
-
-
-def _interval_hours(interval: str | None, default: int) -> int:
-    """Hours of a Delta interval property (`interval 48 hours`), rounded up."""
-    if interval is None:
-        return default
-    match = _INTERVAL.match(interval)
-    if match is None:
-        raise ValueError(f"cannot read the Delta interval {interval!r}")
-    hours = int(match.group(1)) * _UNIT_HOURS[match.group(2).lower()]
-    return int(-(-hours // 1))

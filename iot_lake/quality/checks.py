@@ -39,10 +39,10 @@ from typing import Any
 
 import polars as pl
 
-from iot_lake.gold.rebuild import read_window
 from iot_lake.lake.catalog import ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, TELEMETRY, TableSpec
 from iot_lake.lake.partitions import EventWindow
 from iot_lake.lake.tables import Lake
+from iot_lake.lake.windows import read_window
 
 # The checks an expectation can belong to; each must hold for downstream assets to run.
 KEYS_NOT_NULL = "keys_not_null"

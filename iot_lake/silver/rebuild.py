@@ -17,28 +17,26 @@ bounded by a chunk, not by the window.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
 
 import polars as pl
-import pyarrow as pa
-from deltalake.exceptions import CommitFailedError
 
-from iot_lake.lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY, TableSpec, empty_frame
-from iot_lake.lake.maintenance import first_retained_raw_day
+from iot_lake.lake.catalog import DEVICE_EVENTS, RAW_TELEMETRY, TELEMETRY, TableSpec
+from iot_lake.lake.overwrites import Rebuilt, overwrite_in_shards
 from iot_lake.lake.partitions import EventWindow
-from iot_lake.lake.shards import SHARD_MESSAGES, prefetched
+from iot_lake.lake.retention import first_retained_raw_day
+from iot_lake.lake.shards import SHARD_MESSAGES
 from iot_lake.lake.tables import Lake
 from iot_lake.silver.decode import (
     DECODER_COLUMNS,
-    DEFAULT_MAX_PAYLOAD_BYTES,
     MESSAGE_KINDS_OF,
     RawFrame,
     decode_device_events,
     decode_telemetry,
 )
 from iot_lake.silver.raw_chunks import in_raw_chunks
+from iot_lake.silver.rules import SilverRules
 
 Decoder = Callable[..., pl.DataFrame]
 
@@ -47,22 +45,6 @@ SILVER_DECODERS: dict[str, Decoder] = {
     TELEMETRY.name: decode_telemetry,
     DEVICE_EVENTS.name: decode_device_events,
 }
-
-
-@dataclass(frozen=True)
-class SilverRules:
-    """How raw rows become silver rows.
-
-    Contract 4's knobs (how far a device clock is trusted ahead of and behind ingest), and
-    the payload size limit that quarantined raw rows are checked against again, so a
-    rebuild after a fix of the checks (or of the limit) takes in what now passes.
-    """
-
-    skew_tolerance: timedelta
-    max_lateness: timedelta
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
-    # Days of raw the lake keeps (None: forever); a window needing older raw is refused.
-    raw_retention_days: int | None = None
 
 
 class RawExpired(ValueError):
@@ -87,22 +69,6 @@ def check_raw_retained(window: EventWindow, rules: SilverRules, today: date) -> 
             f"(IOT_LAKE_RAW_RETENTION_DAYS={rules.raw_retention_days}); their silver and "
             "gold are kept as they are"
         )
-
-
-@dataclass(frozen=True)
-class Rebuilt:
-    """What one rebuild wrote: rows in the window, the Delta version, a few sample rows.
-
-    `day_rows` counts the rows of the window's whole days after the commit: `rows` when the
-    rebuild covered whole days, more when it rewrote some hours of a day.
-    """
-
-    table: str
-    window: EventWindow
-    rows: int
-    delta_version: int
-    sample: pl.DataFrame
-    day_rows: int
 
 
 def decode_window(
@@ -160,67 +126,6 @@ def rebuild_silver(
     )
 
 
-ShardStream = Callable[[], AbstractContextManager[Iterator[pl.DataFrame]]]
-
-
-def overwrite_in_shards(
-    lake: Lake,
-    spec: TableSpec,
-    window: EventWindow,
-    date_column: str,
-    open_shards: ShardStream,
-    *,
-    max_attempts: int = 5,
-    sample_rows: int = 5,
-) -> Rebuilt:
-    """Overwrite exactly the window of a table with shards of rows, in one fenced commit.
-
-    A window of some hours overwrites those hours of the table's hour column only: whole
-    partitions where the table is partitioned by hour, else the rows of those hours.
-
-    `open_shards` opens a fresh stream of the window's rows, one shard at a time (a window
-    small enough is one shard): the shards are streamed into the commit, so memory holds
-    two of them (the next is computed while one is written: `prefetched`). The table
-    version is taken before the inputs are read and the overwrite is committed against it:
-    when another run rewrote the window meanwhile, the commit fails and the window is
-    recomputed from the newer inputs, never written from stale ones.
-    """
-    attempt = 0
-    while True:
-        attempt += 1
-        read_version = lake.ensure_table(spec).version()
-        with open_shards() as shards:
-            written = _Written(sample_rows, empty_frame(spec))
-            try:
-                if _whole_partitions(spec, window, date_column):
-                    by_hour = spec.hour_column if window.hours is not None else None
-                    version = lake.overwrite_partitions(
-                        spec,
-                        _inside(prefetched(shards), written, window, date_column, spec),
-                        window.partition_filters(date_column, by_hour),
-                        read_version=read_version,
-                    )
-                else:
-                    rows = pa.RecordBatchReader.from_batches(
-                        empty_frame(spec).to_arrow().schema, _batches(prefetched(shards), written)
-                    )
-                    version = lake.replace_partition(
-                        spec,
-                        rows,
-                        window.predicate(date_column, spec.hour_column),
-                        read_version=read_version,
-                    )
-            except CommitFailedError:
-                if attempt >= max_attempts:
-                    raise
-                continue
-        day_rows = written.rows
-        if window.hours is not None:  # the other hours' rows, from the Parquet footers
-            days = window.whole_days().partition_filters(date_column)
-            day_rows = lake.dataset(spec, days).count_rows()
-        return Rebuilt(spec.name, window, written.rows, version, written.sample, day_rows)
-
-
 @contextmanager
 def decoded_shards(
     lake: Lake,
@@ -249,70 +154,3 @@ def decoded_shards(
         part=lambda shard, unique: decode_window(spec, shard, window, rules, keys_unique=unique),
     ) as shards:
         yield shards
-
-
-@dataclass
-class _Written:
-    """What a stream of decoded shards has produced so far: rows, and the first few."""
-
-    sample_rows: int
-    sample: pl.DataFrame
-    rows: int = 0
-
-    def add(self, shard: pl.DataFrame) -> None:
-        self.rows += shard.height
-        missing = self.sample_rows - self.sample.height
-        if missing > 0:
-            self.sample = pl.concat([self.sample, shard.head(missing)])
-
-
-def _whole_partitions(spec: TableSpec, window: EventWindow, date_column: str) -> bool:
-    """Whether the window is a set of whole partitions of the table (its days, and hours)."""
-    if date_column not in spec.partition_by:
-        return False
-    return window.hours is None or spec.hour_column in spec.partition_by
-
-
-def _inside(
-    shards: Iterator[pl.DataFrame],
-    written: _Written,
-    window: EventWindow,
-    date_column: str,
-    spec: TableSpec,
-) -> Iterator[pl.DataFrame]:
-    """Each shard, counted, once checked to hold rows of the window only.
-
-    A partition overwrite replaces the window's partitions; a row outside them would land
-    in a partition the commit does not replace, beside its rows (delta-rs refuses such a
-    row in a predicate overwrite, and so does this).
-    """
-    keep = window.contains(date_column, spec.hour_column)
-    for shard in shards:
-        outside = shard.select((~keep).sum()).item()
-        if outside:
-            raise ValueError(
-                f"{spec.name}: {outside} rows to write fall outside {window.label}; nothing "
-                "was committed"
-            )
-        written.add(shard)
-        yield shard
-
-
-def _batches(shards: Iterator[pl.DataFrame], written: _Written) -> Iterator[pa.RecordBatch]:
-    """Each shard's rows as Arrow batches, counted; a shard is dropped before the next."""
-    for shard in shards:
-        written.add(shard)
-        yield from shard.to_arrow().to_batches()
-
-
-def markdown_preview(frame: pl.DataFrame) -> str:
-    """A frame as a GitHub-flavoured markdown table (for Dagster's metadata panel)."""
-    with pl.Config(
-        tbl_formatting="MARKDOWN",
-        tbl_hide_column_data_types=True,
-        tbl_hide_dataframe_shape=True,
-        tbl_cols=-1,
-        tbl_rows=-1,
-        fmt_str_lengths=40,
-    ):
-        return str(frame)

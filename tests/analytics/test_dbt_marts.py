@@ -46,7 +46,8 @@ from iot_lake.lake.catalog import (
 from iot_lake.lake.dbt_plugin import Plugin
 from iot_lake.lake.partitions import EventWindow
 from iot_lake.lake.tables import Lake
-from iot_lake.silver.rebuild import SilverRules, rebuild_silver
+from iot_lake.silver.rebuild import rebuild_silver
+from iot_lake.silver.rules import SilverRules
 from iot_lake.state.shadow_update import update_shadow_table
 from resources.lake import LakeResource
 from streaming.simulator.fleet import SimMessage

@@ -17,7 +17,8 @@ from iot_lake.lake.changes import files_added_since, read_added
 from iot_lake.lake.partitions import EventWindow
 from iot_lake.lake.tables import Lake
 from iot_lake.silver.decode import decode_telemetry
-from iot_lake.silver.rebuild import SilverRules, rebuild_silver
+from iot_lake.silver.rebuild import rebuild_silver
+from iot_lake.silver.rules import SilverRules
 from streaming.simulator.fleet import Fleet, FleetSpec
 from tests.integration.aws.conftest import MotoServer
 from tests.support import land_messages

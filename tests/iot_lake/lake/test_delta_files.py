@@ -14,9 +14,9 @@ from polars.testing import assert_frame_equal
 
 from iot_lake.lake.catalog import DEVICE_EVENTS, TableSpec, empty_frame
 from iot_lake.lake.delta_files import file_stats, parquet_bytes
+from iot_lake.lake.overwrites import overwrite_in_shards
 from iot_lake.lake.partitions import EventWindow
 from iot_lake.lake.tables import Lake
-from iot_lake.silver.rebuild import overwrite_in_shards
 
 DAY = date(2026, 11, 1)
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

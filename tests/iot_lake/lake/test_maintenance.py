@@ -18,11 +18,8 @@ from polars.testing import assert_frame_equal
 from iot_lake.lake.catalog import DEVICE_STATE, RAW_TELEMETRY
 from iot_lake.lake.changes import files_added_since, read_added
 from iot_lake.lake.compaction import is_compaction
-from iot_lake.lake.maintenance import (
-    RetentionPolicy,
-    effective_vacuum_retention_hours,
-    maintain_table,
-)
+from iot_lake.lake.maintenance import maintain_table
+from iot_lake.lake.retention import RetentionPolicy, effective_vacuum_retention_hours
 from iot_lake.lake.tables import Lake
 from streaming.batch import RawBatch
 from streaming.landing import LandingWriter, Position

@@ -15,7 +15,8 @@ from iot_lake.lake.catalog import RAW_TELEMETRY, TELEMETRY
 from iot_lake.lake.partitions import EventWindow
 from iot_lake.lake.tables import Lake
 from iot_lake.silver.decode import DEFAULT_MAX_PAYLOAD_BYTES, decode_telemetry
-from iot_lake.silver.rebuild import RawExpired, SilverRules, check_raw_retained, rebuild_silver
+from iot_lake.silver.rebuild import RawExpired, check_raw_retained, rebuild_silver
+from iot_lake.silver.rules import SilverRules
 from streaming.simulator.fleet import Fleet, FleetSpec
 from tests.support import land_messages, run_in_threads
 

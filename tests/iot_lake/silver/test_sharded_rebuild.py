@@ -31,7 +31,8 @@ from iot_lake.lake.shards import device_shards, prefetched, shard_count
 from iot_lake.lake.tables import Lake
 from iot_lake.silver.decode import DECODER_COLUMNS
 from iot_lake.silver.raw_chunks import plan_chunks
-from iot_lake.silver.rebuild import SilverRules, rebuild_silver
+from iot_lake.silver.rebuild import rebuild_silver
+from iot_lake.silver.rules import SilverRules
 from streaming.simulator.fleet import Fleet, FleetSpec, SimMessage
 from tests.conftest import NOISY
 from tests.support import land_messages, run_in_threads
