@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh Debian machine with Python 3.11:
 #   make run   - the demo: simulated fleet -> consumer -> local Delta lake (.lake/)
-#   make test  - ruff, mypy and the whole pytest suite (Mosquitto installed if missing)
+#   make test  - ruff, mypy, lint-imports and the whole pytest suite (Mosquitto installed if missing)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -49,6 +49,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg check defs
 
 # The suite runs in PYTEST_WORKERS processes (pytest-xdist), a test file to each at a time, so
