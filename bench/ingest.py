@@ -48,7 +48,9 @@ from __future__ import annotations
 
 # Before polars: landing here runs with polars' allocator set up as in the consumer the CLI
 # starts (iot_lake.app.allocator); the limit it is compared with runs under the same setting.
-import iot_lake  # noqa: F401
+from iot_lake.app.allocator import keep_freed_pages
+
+keep_freed_pages()
 
 # isort: split
 import argparse

@@ -1,7 +1,7 @@
-"""iot-lake core: settings, table catalog, lake I/O, wire format, CLI and Dagster definitions."""
+"""iot-lake core, one subpackage per stage; importing it changes nothing in the process.
 
-from iot_lake.app.allocator import keep_freed_pages
-
-# Before anything imports polars (the CLI, the Dagster code location and its run workers
-# import this package first): see iot_lake.app.allocator.
-keep_freed_pages()
+Stages, each importing only those below it (pyproject.toml's import-linter contracts):
+app > (rollouts, commands, alerts: planned) > quality | state | gold > silver > ingest >
+lake > settings > errors. definitions assembles the Dagster code location from all of
+them. Process set-up (the allocator setting) is done by the entry points, iot_lake.app.entry.
+"""

@@ -16,7 +16,7 @@ from tests.support import free_port
 def iot_lake(*args, timeout=60):
     """Run `iot-lake ARGS` to its end: its exit code and stderr."""
     done = subprocess.run(
-        [sys.executable, "-m", "iot_lake.app.cli", *args],
+        [sys.executable, "-m", "iot_lake.app.entry", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -9,15 +9,17 @@ still returned 30 s after their last use, so a long-running process (the consume
 server) shrinks back when idle.
 
 Polars appends whatever `_RJEM_MALLOC_CONF` holds to its own setting, and jemalloc takes
-the last value of a key, so adding ours to the variable overrides polars' decay: in this
-process when polars is imported after this module, and in every process started from it
-(a Dagster run worker, a bench child) in any case. A decay set in the variable by the user
-(anything after polars' own setting) is left as it is.
+the last value of a key, so adding ours to the variable overrides polars' decay: in a
+process that sets it before importing polars (the `iot-lake` command, iot_lake.app.entry),
+and in every process started with it (`dagster dev` and its run workers, a bench child) in
+any case. A decay set in the variable by the user (anything after polars' own setting) is
+left as it is.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 JEMALLOC_CONF_VARIABLE = "_RJEM_MALLOC_CONF"
 KEEP_FREED_PAGES = "dirty_decay_ms:30000"
@@ -25,12 +27,25 @@ KEEP_FREED_PAGES = "dirty_decay_ms:30000"
 POLARS_SETTING = "dirty_decay_ms:500,muzzy_decay_ms:1000"
 
 
-def keep_freed_pages() -> None:
-    """Add the 30 s decay to polars' allocator setting, unless a decay is chosen already."""
-    conf = os.environ.get(JEMALLOC_CONF_VARIABLE, "")
+def freed_pages_setting(env: Mapping[str, str]) -> dict[str, str]:
+    """The allocator variable to add to `env` so polars keeps freed pages 30 s; {} if chosen.
+
+    A mapping, not a change to os.environ, so a process can give it to its children (the
+    environment of `dagster dev` and its run workers) without changing its own.
+    """
+    conf = env.get(JEMALLOC_CONF_VARIABLE, "")
     chosen = conf
     while chosen.startswith(POLARS_SETTING):  # polars adds its own again in each process
         chosen = chosen.removeprefix(POLARS_SETTING).lstrip(",")
     if "dirty_decay_ms" in chosen:  # ours, from a parent process, or the user's
-        return
-    os.environ[JEMALLOC_CONF_VARIABLE] = f"{conf},{KEEP_FREED_PAGES}" if conf else KEEP_FREED_PAGES
+        return {}
+    return {JEMALLOC_CONF_VARIABLE: f"{conf},{KEEP_FREED_PAGES}" if conf else KEEP_FREED_PAGES}
+
+
+def keep_freed_pages() -> None:
+    """Set the 30 s decay in this process's environment, for polars and every child process.
+
+    Only a process entry point calls it (iot_lake.app.entry, bench/ingest.py), before polars
+    is imported: importing iot_lake changes nothing in os.environ.
+    """
+    os.environ.update(freed_pages_setting(os.environ))

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psutil
 
+from iot_lake.app.allocator import freed_pages_setting
 from iot_lake.settings import Settings, absolute_root
 
 DEFAULT_HOME = Path(".run") / "dagster"  # beside .run/mosquitto (streaming/demo_mqtt.py)
@@ -181,7 +182,7 @@ class DagsterDev:
         self._refuse_beside_an_earlier_group()
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "dagster.yaml").write_text(INSTANCE_YAML.format(storage=self.home / "storage"))
-        env = {**os.environ, **self.environment, "DAGSTER_HOME": str(self.home)}
+        env = self.child_environment()
         self.interrupted_runs = self._end_runs_left_in_progress(env)
         command = [sys.executable, "-m", "dagster", "dev", "-m", CODE_LOCATION_MODULE]
         command += ["--host", self.host, "--port", str(self.port)]
@@ -197,6 +198,15 @@ class DagsterDev:
         (self.home / GROUP_NAME).write_text(str(self.process.pid))
         self.started_at = time.monotonic()
         return self
+
+    def child_environment(self) -> dict[str, str]:
+        """The environment of `dagster dev`: ours, the lake's variables and DAGSTER_HOME.
+
+        Plus polars' allocator keeping freed pages (iot_lake.app.allocator), whoever started
+        this process: the run workers decode and roll up what the setting was measured on.
+        """
+        env = {**os.environ, **self.environment, "DAGSTER_HOME": str(self.home)}
+        return env | freed_pages_setting(env)
 
     def _refuse_beside_an_earlier_group(self) -> None:
         """Refuse to start while the dagster dev started last on this home still runs.

@@ -26,7 +26,7 @@ def start_consumer(path, lake_root, *, follow=False):
     ends = [] if follow else ["--stop-when-idle-s", "1"]
     return subprocess.Popen(
         [
-            sys.executable, "-m", "iot_lake.app.cli", "consume",
+            sys.executable, "-m", "iot_lake.app.entry", "consume",
             "--source", source, "--lake-root", lake_root,
             "--max-records", "100", "--max-age-s", "0.2",
             "--stats-interval-s", "3600", *ends,
@@ -96,7 +96,7 @@ def test_sigterm_commits_the_open_batch_and_exits_0(lake, tmp_path):
     path = framed_file(tmp_path / "fleet.jsonl", messages)
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "iot_lake.app.cli", "consume",
+            sys.executable, "-m", "iot_lake.app.entry", "consume",
             "--source", f"file:{path}?follow=true", "--lake-root", lake.root,
             "--max-records", "100000", "--max-age-s", "3600", "--stats-interval-s", "3600",
         ],

@@ -33,7 +33,7 @@ def start_run(
     output = cwd / "run.out"
     with output.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "iot_lake.app.cli", "run", "--devices", "10", *args],
+            [sys.executable, "-m", "iot_lake.app.entry", "run", "--devices", "10", *args],
             cwd=cwd,
             env=environment,
             stdin=subprocess.DEVNULL,

@@ -32,7 +32,7 @@ def _start_consumer(moto: MotoServer, stream: str, lake: Lake, log: Path, *extra
     with log.open("ab") as stderr:
         return subprocess.Popen(
             [
-                sys.executable, "-m", "iot_lake.app.cli", "consume", "--source", source,
+                sys.executable, "-m", "iot_lake.app.entry", "consume", "--source", source,
                 "--lake-root", lake.root, "--consumer-id", "crashy",
                 "--max-records", "50", "--max-age-s", "0.2", "--stats-interval-s", "3600",
                 *extra,

@@ -119,7 +119,7 @@ def _start_consumer(
     with log.open("wb") as output:
         return subprocess.Popen(
             [
-                sys.executable, "-m", "iot_lake.app.cli", "consume", "--source", source,
+                sys.executable, "-m", "iot_lake.app.entry", "consume", "--source", source,
                 "--lake-root", lake.root, "--consumer-id", name,
                 "--max-records", "50", "--max-age-s", "0.2", "--stop-when-idle-s", "2",
                 "--stats-interval-s", "3600",
