@@ -18,6 +18,9 @@ here, so what the code location holds is visible in one place.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 import dagster as dg
 
 from assets.baselines import device_baselines
@@ -31,7 +34,7 @@ from assets.rollups import rollup_1d, rollup_1h, rollup_1m
 from assets.telemetry import telemetry
 from iot_lake.lake.catalog import RAW_TELEMETRY
 from iot_lake.settings import load_settings
-from resources.lake import LakeResource
+from resources.lake import STORAGE_OPTION_OF, LakeResource
 from sensors.automation import automation_condition_sensor
 from sensors.maintenance import lake_maintenance_job, lake_maintenance_schedule
 from sensors.raw_landing import raw_landing_sensor
@@ -47,6 +50,26 @@ raw_telemetry = dg.AssetSpec(
         "written_by": RAW_TELEMETRY.owner,
     },
 )
+
+
+# The storage fields given as dg.EnvVar: the credentials, and the endpoint (which names the
+# deployment). The region and the flags are plain config, shown in the UI.
+ENV_VAR_FIELDS = ("endpoint_url", "access_key_id", "secret_access_key", "session_token")
+
+
+def lake_resource(env: Mapping[str, str]) -> LakeResource:
+    """The code location's lake: the settings `env` gives, its secrets as dg.EnvVar.
+
+    A dg.EnvVar is read when a run starts, so a secret never lands in run config or the UI.
+    It is given only for a variable set in `env` now: an EnvVar of an unset variable fails
+    every launch, where an unset option simply is not passed (a local lake needs none).
+    """
+    secrets = {
+        field: dg.EnvVar(STORAGE_OPTION_OF[field])
+        for field in ENV_VAR_FIELDS
+        if env.get(STORAGE_OPTION_OF[field])
+    }
+    return LakeResource.from_settings(load_settings(env), **secrets)
 
 
 def resources_with_lake(lake: LakeResource) -> dict[str, dg.ConfigurableResource]:
@@ -76,5 +99,5 @@ defs = dg.Definitions(
     jobs=[silver_job, event_day_job, lake_maintenance_job],
     sensors=[raw_landing_sensor, automation_condition_sensor],
     schedules=[lake_maintenance_schedule],
-    resources=resources_with_lake(LakeResource.from_settings(load_settings())),
+    resources=resources_with_lake(lake_resource(os.environ)),
 )

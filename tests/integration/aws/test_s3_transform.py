@@ -7,11 +7,15 @@ delta-rs': it must get the endpoint, region and credentials the settings give de
 
 from __future__ import annotations
 
+import os
 from datetime import date, timedelta
 
+import dagster as dg
+import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from assets.telemetry import telemetry
 from iot_lake.lake.catalog import RAW_TELEMETRY, TELEMETRY
 from iot_lake.lake.changes import files_added_since, read_added
 from iot_lake.lake.partitions import EventWindow
@@ -19,8 +23,9 @@ from iot_lake.lake.tables import Lake
 from iot_lake.silver.decode import decode_telemetry
 from iot_lake.silver.rebuild import rebuild_silver
 from iot_lake.silver.rules import SilverRules
+from resources.lake import LakeResource
 from streaming.simulator.fleet import Fleet, FleetSpec
-from tests.integration.aws.conftest import MotoServer
+from tests.integration.aws.conftest import REGION, MotoServer
 from tests.support import land_messages
 
 pytestmark = pytest.mark.integration
@@ -54,3 +59,35 @@ def test_silver_rebuilt_and_new_raw_read_on_s3(
     assert rebuilt.rows == stored.height == expected.height > 0
     assert_frame_equal(stored.sort(*TELEMETRY.key_columns), expected.sort(*TELEMETRY.key_columns))
     assert sorted(new_rows["source_position"].cast(int)) == list(range(300))
+
+
+def test_the_lake_resource_reaches_s3_through_its_config_alone(
+    aws_env: MotoServer, unique_name: str, monkeypatch: pytest.MonkeyPatch
+):
+    aws_env.client("s3").create_bucket(Bucket=unique_name)
+    root = f"s3://{unique_name}/lake"
+    land_messages(
+        Lake(root, aws_env.storage_options),
+        list(Fleet(FleetSpec(devices=6, interval_s=600.0)).messages(300)),
+    )
+    resource = LakeResource(
+        root=root,
+        endpoint_url=aws_env.endpoint_url,
+        region=REGION,
+        access_key_id="testing",
+        secret_access_key="testing",
+        allow_http=True,
+    )
+    # No AWS variable left: only the resource's config leads to moto.
+    for key in [k for k in os.environ if k.startswith("AWS_") and not k.endswith("_FILE")]:
+        monkeypatch.delenv(key)
+
+    result = dg.materialize(
+        [telemetry], partition_key=DAY.start.isoformat(), resources={"lake": resource}
+    )
+
+    assert result.success
+    stored = Lake(root, aws_env.storage_options).read_where(
+        TELEMETRY, DAY.partition_filters("event_date")
+    )
+    assert stored.select(pl.len()).collect().item() > 0
