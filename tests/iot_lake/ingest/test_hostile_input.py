@@ -298,7 +298,7 @@ def test_the_cli_consumer_exits_0_on_the_hostile_corpus_and_lands_every_line(tmp
     path = tmp_path / "hostile.jsonl"
     path.write_bytes(b"".join(line + b"\n" for line in lines))
     done = subprocess.run(
-        [sys.executable, "-m", "iot_lake.app.cli", "consume", "--source", f"file:{path}",
+        [sys.executable, "-m", "iot_lake.app.entry", "consume", "--source", f"file:{path}",
          "--lake-root", str(tmp_path / "lake"), "--stats-interval-s", "3600"],
         capture_output=True,
         timeout=300,
