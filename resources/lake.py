@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 
 from iot_lake.lake.tables import Lake
-from iot_lake.settings import Settings
+from iot_lake.settings import IdentityRules, Settings
 from iot_lake.silver.rules import SilverRules
 
 # Each storage field and the delta-rs storage option (also the AWS variable) it stands for,
@@ -41,6 +41,10 @@ class LakeResource(dg.ConfigurableResource):
     skew_tolerance_s: float = Settings.skew_tolerance_s
     max_lateness_s: float = Settings.max_lateness_s
     max_payload_bytes: int = Settings.max_payload_bytes
+    # The id rules quarantined raw rows are checked against again (IdentityRules).
+    id_max_chars: int = IdentityRules.id_max_chars
+    id_characters: str = IdentityRules.id_characters
+    message_id_max_chars: int = IdentityRules.message_id_max_chars
     raw_retention_days: int | None = Settings.raw_retention_days
     # Storage options of an s3:// root (None: not set; a local root needs none).
     endpoint_url: str | None = None
@@ -82,6 +86,9 @@ class LakeResource(dg.ConfigurableResource):
             skew_tolerance=timedelta(seconds=self.skew_tolerance_s),
             max_lateness=timedelta(seconds=self.max_lateness_s),
             max_payload_bytes=self.max_payload_bytes,
+            identity=IdentityRules(
+                self.id_max_chars, self.id_characters, self.message_id_max_chars
+            ),
             raw_retention_days=self.raw_retention_days,
         )
 
@@ -94,6 +101,9 @@ def settings_fields(settings: Settings) -> dict[str, Any]:
         "skew_tolerance_s": settings.skew_tolerance_s,
         "max_lateness_s": settings.max_lateness_s,
         "max_payload_bytes": settings.max_payload_bytes,
+        "id_max_chars": settings.identity.id_max_chars,
+        "id_characters": settings.identity.id_characters,
+        "message_id_max_chars": settings.identity.message_id_max_chars,
         "raw_retention_days": settings.raw_retention_days,
         **{field: options.get(option) for field, option in STORAGE_OPTION_OF.items()},
         **{

@@ -77,6 +77,7 @@ def raw_landing_sensor(
         rules.skew_tolerance,
         max_lateness=rules.max_lateness,
         max_payload_bytes=rules.max_payload_bytes,
+        identity=rules.identity,
     )
     requests = event_day_run_requests(context, touched, versions)
     if not requests:

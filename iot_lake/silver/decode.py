@@ -22,7 +22,7 @@ from datetime import timedelta
 
 import polars as pl
 
-from iot_lake.ingest.wire import inspect_message
+from iot_lake.ingest.wire import DEFAULT_IDENTITY, inspect_message
 from iot_lake.lake.catalog import (
     DEVICE_EVENTS,
     RAW_TELEMETRY,
@@ -30,7 +30,7 @@ from iot_lake.lake.catalog import (
     conform,
     empty_frame,
 )
-from iot_lake.settings import Settings
+from iot_lake.settings import IdentityRules, Settings
 from iot_lake.silver.metrics import canonical_columns
 from iot_lake.silver.payloads import decode_event_fields, decode_metrics, device_ts
 
@@ -67,6 +67,7 @@ def decode_telemetry(
     *,
     max_lateness: timedelta | None = None,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    identity: IdentityRules = DEFAULT_IDENTITY,
     keys_unique: bool = False,
 ) -> pl.DataFrame:
     """One telemetry row per (message, metric), in TELEMETRY's schema (the long layout).
@@ -76,7 +77,7 @@ def decode_telemetry(
     is settled per message, before the message fans out into its readings.
     """
     kinds = MESSAGE_KINDS_OF[TELEMETRY.name]
-    messages = unique_messages(raw, kinds, max_payload_bytes, keys_unique=keys_unique)
+    messages = unique_messages(raw, kinds, max_payload_bytes, identity, keys_unique=keys_unique)
     if messages.is_empty():
         return empty_frame(TELEMETRY)
     decoded = decode_metrics(messages)
@@ -97,6 +98,7 @@ def decode_device_events(
     *,
     max_lateness: timedelta | None = None,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    identity: IdentityRules = DEFAULT_IDENTITY,
     keys_unique: bool = False,
 ) -> pl.DataFrame:
     """One row per event or status message, in DEVICE_EVENTS's schema.
@@ -107,7 +109,7 @@ def decode_device_events(
     what is already a column is not repeated, and nothing else is lost.
     """
     kinds = MESSAGE_KINDS_OF[DEVICE_EVENTS.name]
-    messages = unique_messages(raw, kinds, max_payload_bytes, keys_unique=keys_unique)
+    messages = unique_messages(raw, kinds, max_payload_bytes, identity, keys_unique=keys_unique)
     if messages.is_empty():
         return empty_frame(DEVICE_EVENTS)
     fields = decode_event_fields(messages)
@@ -130,6 +132,7 @@ def event_partitions_touched(
     *,
     max_lateness: timedelta | None = None,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    identity: IdentityRules = DEFAULT_IDENTITY,
 ) -> pl.DataFrame:
     """The (table, event_date, event_hour) partitions raw rows land in, sorted.
 
@@ -141,7 +144,7 @@ def event_partitions_touched(
     """
     kinds = ("telemetry", "events", "status")
     columns = ("device_id", "message_id", "message_kind", "ingest_time", "payload")
-    messages = valid_messages(raw, kinds, max_payload_bytes, columns)
+    messages = valid_messages(raw, kinds, max_payload_bytes, columns, identity)
     timed = with_event_time(
         messages.with_columns(ts=device_ts(messages)).lazy(), skew_tolerance, max_lateness
     )
@@ -173,6 +176,7 @@ def unique_messages(
     raw: RawFrame,
     kinds: Sequence[str],
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    identity: IdentityRules = DEFAULT_IDENTITY,
     *,
     keys_unique: bool = False,
 ) -> pl.DataFrame:
@@ -187,7 +191,7 @@ def unique_messages(
     `keys_unique` says the caller knows every key in `raw` to be unique (a chunk of
     iot_lake.silver.raw_chunks whose keys occur once in the whole window): the search is skipped.
     """
-    messages = valid_messages(raw, kinds, max_payload_bytes)
+    messages = valid_messages(raw, kinds, max_payload_bytes, identity=identity)
     if keys_unique:
         return messages
     repeated = pl.struct("device_id", "message_id").hash().is_duplicated()
@@ -205,6 +209,7 @@ def valid_messages(
     kinds: Sequence[str],
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     columns: Sequence[str] = _MESSAGE_COLUMNS,
+    identity: IdentityRules = DEFAULT_IDENTITY,
 ) -> pl.DataFrame:
     """Valid raw rows of the given kinds as message rows, copies of a message included.
 
@@ -218,12 +223,14 @@ def valid_messages(
     return pl.concat(
         [
             valid.select(columns).collect(),
-            recheck_quarantined(raw, max_payload_bytes).filter(of_kind).select(columns),
+            recheck_quarantined(raw, max_payload_bytes, identity).filter(of_kind).select(columns),
         ]
     )
 
 
-def recheck_quarantined(raw: RawFrame, max_payload_bytes: int) -> pl.DataFrame:
+def recheck_quarantined(
+    raw: RawFrame, max_payload_bytes: int, identity: IdentityRules = DEFAULT_IDENTITY
+) -> pl.DataFrame:
     """The quarantined raw rows that today's checks accept, as message rows.
 
     Each is checked again exactly as the consumer checks a received message
@@ -240,7 +247,7 @@ def recheck_quarantined(raw: RawFrame, max_payload_bytes: int) -> pl.DataFrame:
     accepted: list[tuple[object, ...]] = []
     for topic, payload, encoding, ingest_time, ingest_date in quarantined.iter_rows():
         received = base64.b64decode(payload) if encoding == "base64" else payload.encode()
-        checked = inspect_message(topic, received, max_payload_bytes)
+        checked = inspect_message(topic, received, max_payload_bytes, None, identity)
         if checked.error_code is None:
             accepted.append(
                 (

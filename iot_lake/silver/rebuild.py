@@ -88,6 +88,7 @@ def decode_window(
         rules.skew_tolerance,
         max_lateness=rules.max_lateness,
         max_payload_bytes=rules.max_payload_bytes,
+        identity=rules.identity,
         keys_unique=keys_unique,
     )
     inside = decoded.select(window.contains("event_date", spec.hour_column)).to_series()

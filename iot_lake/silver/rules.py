@@ -6,10 +6,10 @@ decoders (polars, DuckDB) and what rebuilds silver.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
-from iot_lake.settings import Settings
+from iot_lake.settings import IdentityRules, Settings
 
 
 @dataclass(frozen=True)
@@ -17,12 +17,13 @@ class SilverRules:
     """How raw rows become silver rows.
 
     Contract 4's knobs (how far a device clock is trusted ahead of and behind ingest), and
-    the payload size limit that quarantined raw rows are checked against again, so a
-    rebuild after a fix of the checks (or of the limit) takes in what now passes.
+    the payload size limit and id rules that quarantined raw rows are checked against
+    again, so a rebuild after a fix of the checks (or of a limit) takes in what now passes.
     """
 
     skew_tolerance: timedelta
     max_lateness: timedelta
     max_payload_bytes: int = Settings.max_payload_bytes
+    identity: IdentityRules = field(default_factory=IdentityRules)
     # Days of raw the lake keeps (None: forever); a window needing older raw is refused.
     raw_retention_days: int | None = None

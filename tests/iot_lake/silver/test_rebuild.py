@@ -14,9 +14,11 @@ from iot_lake.ingest.wire import ErrorCode
 from iot_lake.lake.catalog import RAW_TELEMETRY, TELEMETRY
 from iot_lake.lake.partitions import EventWindow
 from iot_lake.lake.tables import Lake
+from iot_lake.settings import IdentityRules
 from iot_lake.silver.decode import DEFAULT_MAX_PAYLOAD_BYTES, decode_telemetry
 from iot_lake.silver.rebuild import RawExpired, check_raw_retained, rebuild_silver
 from iot_lake.silver.rules import SilverRules
+from streaming.batch import RawBatch
 from streaming.simulator.fleet import Fleet, FleetSpec
 from tests.support import land_messages, run_in_threads
 
@@ -139,3 +141,27 @@ def test_a_day_with_no_raw_is_rebuilt_empty(raw_lake):
     assert rebuilt.rows == 0
     assert raw_lake.read(TELEMETRY, "event_date = '2026-10-01'").height == 0
     assert day_rows(raw_lake).height > 0  # the other day is untouched
+
+
+def test_replay_with_a_wider_id_rule_takes_in_devices_the_consumer_refused_issue_29(lake):
+    """Ids outside the rule are quarantined at intake; a rebuild under a wider rule (the
+    operator allowed dots) takes them in, and one under the default rule does not."""
+    start_ms = 1_793_527_200_000  # 2026-11-01T10:00Z
+    topic = "tenant/t1/devices/sensor.1/telemetry"
+    payloads = [
+        f'{{"device_id":"sensor.1","message_id":"m{i}","ts":{start_ms + i * 1000},'
+        f'"metrics":{{"temp":{20 + i}}}}}'.encode()
+        for i in range(5)
+    ]
+    batch = RawBatch("test", "test", DEFAULT_MAX_PAYLOAD_BYTES)
+    batch.extend(
+        [topic] * 5, payloads, [(start_ms + i * 1000) * 1000 for i in range(5)], list("abcde")
+    )
+    lake.append(RAW_TELEMETRY, batch.to_arrow())
+    assert lake.read(RAW_TELEMETRY)["error_code"].to_list() == [ErrorCode.INVALID_TOPIC] * 5
+
+    assert rebuild_silver(lake, TELEMETRY, DAY, RULES).rows == 0
+    wider = replace(RULES, identity=IdentityRules(id_characters="A-Za-z0-9:_.-"))
+    assert rebuild_silver(lake, TELEMETRY, DAY, wider).rows == 5
+    assert day_rows(lake)["device_id"].unique().to_list() == ["sensor.1"]
+    assert sorted(day_rows(lake)["value"].to_list()) == [20.0, 21.0, 22.0, 23.0, 24.0]
