@@ -37,8 +37,8 @@ class BatchLimits:
 
     Larger batches spread a batch's fixed cost (its Delta commit, its chunk's dozen polars
     queries, a file per partition) over more messages; smaller ones cut latency and commit
-    time. 35,000 messages, measured on 2 cores with the pipelined consumer (README,
-    "Measured figures", 2026-12-05): alternating landings of bench/ingest.py's file landed
+    time. 35,000 messages, measured on 2 cores with the pipelined consumer
+    (docs/performance.md, "Landing"): alternating landings of bench/ingest.py's file landed
     at a median of 662,000 msgs/s with commits of 62-87 ms p95, against 600,000 (67-91 ms)
     for 30,000 and 660,000 (70-97 ms, too close to the 100 ms target) for 40,000. At low
     rates `max_age_s` bounds the latency.
@@ -114,7 +114,7 @@ class MqttSettings:
     share_group: str | None = None
     topic_filter: str = "tenant/+/devices/+/+"
     # MQTT 3.1.1 by default: paho parses v5 properties in Python for every PUBLISH, which
-    # halved the rate of one consumer here (README, figures). Both keep a persistent session,
+    # halved the rate of one consumer here (docs/performance.md). Both keep a persistent session,
     # QoS 1 and shared subscriptions; "5" adds Receive Maximum and a session expiry sent by
     # the client (a 3.1.1 session lives until the broker's persistent_client_expiration).
     protocol: str = "3.1.1"
@@ -140,7 +140,7 @@ class Settings:
     # (a read finding nothing new: 0.5 ms of CPU 10 commits after, 2.4 ms 60 after), and
     # the landing writer reads it before each commit: over 300 commits of 1,000 messages a
     # commit cost 20.0 ms of CPU with a checkpoint every 100 commits and 10.4 with one every
-    # 25 (p95 37.6 and 17.2 ms; README, "Weeks of small commits").
+    # 25 (p95 37.6 and 17.2 ms; docs/performance.md, "Landing").
     checkpoint_interval: int = 25
     # Where `iot-lake run` serves the Dagster UI (dagster dev on 127.0.0.1).
     ui_port: int = 3000
@@ -251,7 +251,7 @@ def storage_options_from_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Resolve settings from environment variables (see the README's table), else defaults."""
+    """Resolve settings from environment variables (docs/settings.md), else defaults."""
     env = os.environ if env is None else env
     mqtt_defaults = MqttSettings()
     batch_defaults = BatchLimits()

@@ -124,7 +124,7 @@ class LandingWriter:
                 f"raw_telemetry has transactions {sorted(missing)} but no commit in the retained "
                 "log carries their positions: the log was cleaned past them. The consumer will "
                 "not guess (re-landing or skipping data); keep IOT_LAKE_LOG_RETENTION_HOURS at "
-                "least as long as the stream's retention (see the README, 'Checkpoints')."
+                "least as long as the stream's retention (see docs/operations.md, 'Checkpoints')."
             )
         return found
 

@@ -7,7 +7,7 @@ restricted to the columns the suite reads and Arrow-backed (`use_pyarrow_extensi
 no copy of the strings into Python objects).
 
 Much of GX's cost is fixed per expectation (building its metric graph, ~0.1 s each here)
-rather than per row; the measured figures are in the README ("Reading check results").
+rather than per row; the measured figures are in docs/performance.md ("Quality checks").
 """
 
 from __future__ import annotations

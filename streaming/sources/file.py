@@ -25,8 +25,7 @@ from streaming.sources.base import FRAME_SEPARATOR
 # A poll reads about as many bytes as the batch has room for lines, judged by the last
 # chunk's mean line, within these bounds. Checking a chunk has a fixed cost of about 3 ms
 # (a dozen polars queries: iot_lake.ingest.intake), so a batch is best read in one chunk: with
-# 4 MiB reads a 30,000-message batch took three chunks (bench/ingest.py's figures in the
-# README).
+# 4 MiB reads a 30,000-message batch took three chunks (bench/ingest.py; docs/performance.md).
 MIN_READ_BYTES = 1024 * 1024
 MAX_READ_BYTES = 32 * 1024 * 1024
 FIRST_LINE_BYTES_GUESS = 512

@@ -5,7 +5,7 @@ byte, then one for the body, and its network loop handles one packet per `select
 For a subscriber draining small QoS 1 messages that is four system calls and a loop turn per
 message, and it bounded the consumer: a bare paho subscriber received and acknowledged 4.7k
 msgs/s (MQTT v5) and 9.1k (3.1.1) here, 7.9k and 16.7k with this buffer (drain of a
-pre-filled persistent session, /tmp experiment recorded in the README's figures).
+pre-filled persistent session, /tmp experiment recorded in docs/performance.md).
 
 The buffer sits under paho's own packet parser (`_sock_recv`), and `loop_read` keeps parsing
 while it holds bytes, so a packet that arrived with the previous read is handled at once
